@@ -1,0 +1,192 @@
+"""The click command line. Commands only parse options and call a plain function below them.
+
+Imports of everything but click happen inside the commands, so `--version` and `--help` stay fast
+and nothing on the run path imports PyGithub.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from ci_orchestrator.__about__ import __version__
+
+
+class _Group(click.Group):
+    """Runs commands under the error handler and turns their int return into the exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ci_orchestrator.error_handler import error_handler
+
+        with error_handler():
+            result = super().invoke(ctx)
+        if isinstance(result, int) and not isinstance(result, bool):
+            ctx.exit(result)
+        return result
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="ci-orchestrator")
+def cli() -> None:
+    """Run a CI pipeline as a DAG of shell steps, the same on a laptop and in GitHub Actions.
+
+    \b
+    Exit codes: 0 all passed (flaky included), 1 a step failed, 2 usage or
+    configuration error, 3 a bug in ci-orchestrator, 130 interrupted.
+    """
+
+
+PIPELINE = click.argument("pipeline", required=False, metavar="[PIPELINE|TEMPLATE]")
+
+
+def _split_env(value: str | None) -> list[str]:
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
+@cli.command()
+@PIPELINE
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="STEP=CMD",
+    help="Run CMD for STEP instead of its command (repeatable).",
+)
+@click.option("--skip", multiple=True, metavar="STEP", help="Skip STEP (repeatable); env SKIP=a,b.")
+@click.option(
+    "--only", multiple=True, metavar="STEP", help="Run only STEP and what it needs (repeatable)."
+)
+@click.option("--no-deps", is_flag=True, help="With --only: run just the named steps.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (order, skips and why); run nothing.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Steps running at once [default: CPU count].",
+)
+@click.option("--keep-going", is_flag=True, help="After a failure, finish every unaffected branch.")
+@click.option("-q", "--quiet", is_flag=True, help="Only status lines, and the tail of failures.")
+@click.option("-v", "--verbose", is_flag=True, help="Also commands and the run's set-up.")
+def run(
+    pipeline: str | None,
+    assignments: tuple[str, ...],
+    skip: tuple[str, ...],
+    only: tuple[str, ...],
+    no_deps: bool,
+    dry_run: bool,
+    jobs: int | None,
+    keep_going: bool,
+    quiet: bool,
+    verbose: bool,
+) -> int:
+    """Run a pipeline file (default .ci-orchestrator.yml) or a built-in template.
+
+    \b
+    Examples:
+      ci-orchestrator run
+      ci-orchestrator run ci_cd --set lint='ruff check .' --set test='pytest -q'
+      ci-orchestrator run pipeline.yml --only test --jobs 4
+    """
+    from ci_orchestrator.commands.run import RunOptions
+    from ci_orchestrator.commands.run import run as run_pipeline
+    from ci_orchestrator.config import Overrides, parse_assignment
+
+    if no_deps and not only:
+        raise click.UsageError("--no-deps goes with --only STEP")
+    overrides = Overrides(
+        commands=dict(parse_assignment(a) for a in assignments),
+        skip=skip,
+        skip_env=_split_env(os.environ.get("SKIP")),
+        only=only,
+        with_deps=not no_deps,
+    )
+    options = RunOptions(
+        target=pipeline,
+        overrides=overrides,
+        jobs=jobs,
+        keep_going=keep_going,
+        dry_run=dry_run,
+        verbosity=0 if quiet else 2 if verbose else 1,
+    )
+    return run_pipeline(options)
+
+
+@cli.command()
+@PIPELINE
+def validate(pipeline: str | None) -> int:
+    """Check a pipeline file without running it (exit 2 with file:line on an error)."""
+    from ci_orchestrator.commands.inspect import validate as validate_pipeline
+
+    return validate_pipeline(pipeline, sys.stdout)
+
+
+@cli.command()
+@PIPELINE
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+)
+def graph(pipeline: str | None, fmt: str) -> int:
+    """Print the pipeline's DAG as text, a Mermaid flowchart or Graphviz DOT."""
+    from ci_orchestrator.commands.inspect import graph as print_graph
+
+    return print_graph(pipeline, fmt, sys.stdout)
+
+
+@cli.command()
+def schema() -> int:
+    """Print the JSON Schema of pipeline files (for editors)."""
+    from ci_orchestrator.commands.inspect import schema as print_schema
+
+    return print_schema(sys.stdout)
+
+
+@cli.group(cls=_Group)
+def templates() -> None:
+    """The built-in templates: ci_cd, code_review, data_pipeline."""
+
+
+@templates.command("list")
+def templates_list() -> int:
+    """List the templates and their steps."""
+    from ci_orchestrator.commands.inspect import templates_list as list_templates
+
+    return list_templates(sys.stdout)
+
+
+@templates.command("show")
+@click.argument("name")
+def templates_show(name: str) -> int:
+    """Print a template's YAML (a starting point for .ci-orchestrator.yml)."""
+    from ci_orchestrator.commands.inspect import templates_show as show_template
+
+    return show_template(name, sys.stdout)
+
+
+@cli.command("install-hook")
+@click.argument("pipeline", required=False)
+def install_hook(pipeline: str | None) -> int:
+    """Run the pipeline before every `git push` (an existing pre-push hook is kept and chained)."""
+    from ci_orchestrator.hooks import install_hook as install
+
+    click.echo(install(pipeline))
+    return 0
+
+
+@cli.command("uninstall-hook")
+def uninstall_hook() -> int:
+    """Remove the pre-push hook and restore the one that was there before."""
+    from ci_orchestrator.hooks import uninstall_hook as uninstall
+
+    click.echo(uninstall())
+    return 0
+
+
+def main() -> None:
+    cli(prog_name="ci-orchestrator")

@@ -1,0 +1,55 @@
+"""The commands that read a pipeline without running it: validate, graph, schema, templates."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from ci_orchestrator.config import load_pipeline
+from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.render import graph as render_graph
+from ci_orchestrator.schema import json_schema
+from ci_orchestrator.templates import load_template, template_names, template_text
+
+
+def validate(target: str | None, out: TextIO) -> int:
+    pipeline = load_pipeline(target)
+    configured = sum(1 for s in pipeline.steps.values() if s.run is not None)
+    out.write(
+        f"{pipeline.source}: valid; pipeline {pipeline.name!r}, {len(pipeline.steps)} steps"
+        f" ({configured} configured)\n"
+    )
+    return ExitCode.OK
+
+
+def graph(target: str | None, fmt: str, out: TextIO) -> int:
+    pipeline = load_pipeline(target)
+    dag = pipeline.graph()
+    if fmt == "mermaid":
+        out.write(render_graph.to_mermaid(dag))
+    elif fmt == "dot":
+        out.write(render_graph.to_dot(pipeline.name, dag))
+    elif fmt == "text":
+        notes = {n: f"if {s.condition}" for n, s in pipeline.steps.items() if s.condition}
+        out.write(render_graph.to_text(pipeline.name, dag, notes))
+    else:
+        raise UsageError(f"--format: expected text, mermaid or dot, got {fmt!r}")
+    return ExitCode.OK
+
+
+def schema(out: TextIO) -> int:
+    out.write(json.dumps(json_schema(), indent=2) + "\n")
+    return ExitCode.OK
+
+
+def templates_list(out: TextIO) -> int:
+    for name in template_names():
+        template = load_template(name)
+        chain = " -> ".join(step.name for step in template.steps)
+        out.write(f"{name:<14} {chain}\n{'':<14} {template.description}\n")
+    return ExitCode.OK
+
+
+def templates_show(name: str, out: TextIO) -> int:
+    out.write(template_text(name))
+    return ExitCode.OK

@@ -1,0 +1,389 @@
+"""Pipeline files to a `Pipeline` model: YAML with file:line errors, `extends`, and overrides.
+
+The rules of the format live in `schema.py`; this module reads files, resolves `extends` (a built-in
+template or another file), merges per step, checks the graph, and applies command-line overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ci_orchestrator import graph, schema
+from ci_orchestrator.errors import ConfigError, CycleError, UsageError, WorkflowError
+from ci_orchestrator.retry import ExitFailure, RetryPolicy, StepTimeout
+
+if TYPE_CHECKING:
+    from ci_orchestrator.runner import WorkflowRunner, WorkflowStep
+
+DEFAULT_FILE = ".ci-orchestrator.yml"
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 1
+    delay: float = 0.0
+    backoff: float = 2.0
+    max_delay: float | None = None
+    jitter: float | None = None
+    on: tuple[str, ...] = ("failure", "timeout")
+    exit_codes: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: int | Mapping[str, Any] | None) -> Retry:
+        if raw is None:
+            return cls()
+        if isinstance(raw, int):
+            return cls(attempts=raw)
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**values)
+
+    def policy(self) -> RetryPolicy:
+        kinds = {"failure": ExitFailure, "timeout": StepTimeout}
+        return RetryPolicy(
+            max_attempts=self.attempts,
+            initial_delay=self.delay,
+            max_delay=self.max_delay if self.max_delay is not None else max(self.delay, 3600.0),
+            exponential_base=self.backoff,
+            retry_on=tuple(kinds[k] for k in self.on),
+            jitter=self.jitter if self.jitter is not None else self.delay / 10,
+            exit_codes=frozenset(self.exit_codes),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step as the pipeline file describes it (after `extends` and defaults)."""
+
+    name: str
+    run: str | None
+    needs: tuple[str, ...] = ()
+    condition: str | None = None
+    when: str = "success"
+    timeout: float | None = None
+    kill_grace: float | None = None
+    retry: Retry = field(default_factory=Retry)
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    junit: tuple[str, ...] = ()
+    description: str = ""
+    location: str = ""  # file:line of the step's definition
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    steps: Mapping[str, Step]
+    source: str  # the file (or `template:NAME`) it was read from
+    base_dir: Path
+    description: str = ""
+
+    def graph(self) -> dict[str, list[str]]:
+        return {name: list(step.needs) for name, step in self.steps.items()}
+
+    def step(self, name: str, option: str) -> Step:
+        """The named step, or a usage error that suggests the closest name."""
+        if name not in self.steps:
+            hint = graph.closest(name, self.steps)
+            raise UsageError(f"{option}: no step named {name!r} in {self.source}{hint}")
+        return self.steps[name]
+
+
+# --- reading files ---
+
+
+def resolve_target(target: str | None) -> Path:
+    """The pipeline file a command names: a path, a template name, or the default file."""
+    from ci_orchestrator.templates import template_path
+
+    if target is None:
+        return Path(DEFAULT_FILE)
+    if not Path(target).exists() and (found := template_path(target)) is not None:
+        return found
+    return Path(target)
+
+
+def load_pipeline(target: str | Path | None = None) -> Pipeline:
+    """Read a pipeline file (or a built-in template by name), resolving `extends`."""
+    path = resolve_target(str(target) if target is not None else None)
+    raw = _resolve(path, ())
+    return _build(raw, path)
+
+
+@dataclass
+class _Raw:
+    """A file's checked contents, before the model: plain values plus where each step is."""
+
+    label: str
+    values: dict[str, Any]
+    lines: dict[tuple[str, ...], int]
+    where: dict[str, str] = field(default_factory=dict)  # step name -> file:line
+    extended: bool = False
+
+
+def _label(path: Path) -> str:
+    from ci_orchestrator.templates import TEMPLATE_DIR
+
+    try:
+        return f"template:{path.resolve().relative_to(TEMPLATE_DIR.resolve()).stem}"
+    except ValueError:
+        return os.path.relpath(path) if not path.is_absolute() else str(path)
+
+
+def read_yaml(path: Path, label: str) -> yaml.Node:
+    if path.is_dir():
+        raise ConfigError(f"{label} is a directory; expected a pipeline file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(exc, label) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", label) from None
+    if len(nodes) != 1 or nodes[0] is None:
+        found = "nothing" if not nodes or nodes[0] is None else f"{len(nodes)} YAML documents"
+        raise ConfigError(f"expected one pipeline mapping, found {found}", f"{label}:1")
+    return nodes[0]
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, label: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line = f"{label}:{mark.line + 1}" if mark else label
+    problem = exc.problem or "syntax error"
+    if "'\\t'" in problem:
+        problem = "a tab character; YAML indents with spaces only"
+    context = f" ({exc.context})" if exc.context else ""
+    return ConfigError(f"not valid YAML: {problem}{context}", line)
+
+
+def _check(path: Path) -> _Raw:
+    label = _label(path)
+    node = read_yaml(path, label)
+    ctx = schema.Context(label)
+    values = schema.PIPELINE.check(node, ctx)
+    where = {
+        key[1]: f"{label}:{line}"
+        for key, line in ctx.lines.items()
+        if len(key) == 2 and key[0] == "steps"
+    }
+    return _Raw(label, values, ctx.lines, where)
+
+
+def _resolve(path: Path, chain: tuple[Path, ...]) -> _Raw:
+    """Read a file and everything it extends, merged; the file's own keys win."""
+    real = path.resolve()
+    if real in chain:
+        names = " -> ".join(_label(p) for p in (*chain, real))
+        raise ConfigError(f"extends loop: {names}")
+    raw = _check(path)
+    parent = raw.values.get("extends")
+    if parent is None:
+        _require_run(raw)
+        return raw
+    base = _resolve(_extends_path(parent, path, raw), (*chain, real))
+    return _merge(base, raw)
+
+
+def _extends_path(parent: str, path: Path, raw: _Raw) -> Path:
+    from ci_orchestrator.templates import template_names, template_path
+
+    found = template_path(parent)
+    if found is not None:
+        return found
+    candidate = path.parent / parent
+    if candidate.is_file():
+        return candidate
+    where = f"{raw.label}:{raw.lines.get(('extends',), 1)}"
+    choices = ", ".join(template_names())
+    raise ConfigError(
+        f"no template or file named {parent!r} (templates: {choices})", where, "extends"
+    )
+
+
+def _require_run(raw: _Raw) -> None:
+    for name, step in raw.values.get("steps", {}).items():
+        if "run" not in step:
+            raise ConfigError(
+                "missing key 'run' (write `run: null` to leave a step not configured)",
+                raw.where[name],
+                f"steps.{name}",
+            )
+
+
+def _merge(base: _Raw, child: _Raw) -> _Raw:
+    values = {**base.values, **child.values}
+    values.pop("extends", None)
+    defaults = {**base.values.get("defaults", {}), **child.values.get("defaults", {})}
+    defaults["env"] = _env(base.values.get("defaults", {}), child.values.get("defaults", {}))
+    values["defaults"] = defaults
+    steps = dict(base.values.get("steps", {}))
+    for name, step in child.values.get("steps", {}).items():
+        steps[name] = {**steps.get(name, {}), **step, "env": _env(steps.get(name, {}), step)}
+    values["steps"] = steps
+    where = {**base.where, **child.where}
+    return _Raw(child.label, values, child.lines, where, extended=True)
+
+
+def _env(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, str]:
+    return {**base.get("env", {}), **child.get("env", {})}
+
+
+def _build(raw: _Raw, path: Path) -> Pipeline:
+    values = raw.values
+    if not values.get("steps"):
+        raise ConfigError("expected at least one step under `steps`", f"{raw.label}:1", "steps")
+    defaults = values.get("defaults", {})
+    steps = {
+        name: _step(name, spec, defaults, raw.where.get(name, raw.label))
+        for name, spec in values["steps"].items()
+    }
+    pipeline = Pipeline(
+        name=values.get("name") or _default_name(path, raw.label),
+        steps=steps,
+        source=raw.label,
+        base_dir=path.parent if not raw.label.startswith("template:") else Path.cwd(),
+        description=values.get("description", ""),
+    )
+    check_graph(pipeline)
+    return pipeline
+
+
+def _default_name(path: Path, label: str) -> str:
+    if label.startswith("template:"):
+        return label.split(":", 1)[1]
+    stem = path.name.removeprefix(".").removesuffix(".yml").removesuffix(".yaml")
+    return stem or path.name
+
+
+def _step(name: str, spec: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> Step:
+    retry_raw = spec.get("retry", defaults.get("retry"))
+    if isinstance(defaults.get("retry"), dict) and isinstance(spec.get("retry"), dict):
+        retry_raw = {**defaults["retry"], **spec["retry"]}
+    junit = spec.get("junit", ())
+    return Step(
+        name=name,
+        run=spec.get("run"),
+        needs=tuple(spec.get("needs", ())),
+        condition=spec.get("if"),
+        when=spec.get("when", "success"),
+        timeout=spec.get("timeout", defaults.get("timeout")),
+        kill_grace=spec.get("kill_grace", defaults.get("kill_grace")),
+        retry=Retry.parse(retry_raw),
+        env={**defaults.get("env", {}), **spec.get("env", {})},
+        cwd=spec.get("cwd"),
+        junit=(junit,) if isinstance(junit, str) else tuple(junit),
+        description=spec.get("description", ""),
+        location=where,
+    )
+
+
+def check_graph(pipeline: Pipeline) -> None:
+    """Unknown needs and cycles as configuration errors that point at the step."""
+    for name, step in pipeline.steps.items():
+        for need in step.needs:
+            if need not in pipeline.steps:
+                hint = graph.closest(need, pipeline.steps)
+                raise ConfigError(
+                    f"{need!r} is not a step{hint}", step.location, f"steps.{name}.needs"
+                )
+    try:
+        graph.validate(pipeline.graph())
+    except CycleError as exc:
+        first = pipeline.steps[exc.cycle[0]].location
+        raise ConfigError(str(exc), first, "steps") from None
+    except WorkflowError as exc:
+        raise ConfigError(str(exc), pipeline.source, "steps") from None
+
+
+# --- overrides from the command line ---
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the command line changes: commands, skips and a selection of steps."""
+
+    commands: Mapping[str, str] = field(default_factory=dict)  # --set STEP=CMD
+    skip: Iterable[str] = ()  # --skip STEP
+    skip_env: Iterable[str] = ()  # SKIP=a,b (unknown names ignored: pre-commit shares it)
+    only: Iterable[str] = ()  # --only STEP
+    with_deps: bool = True  # False with --no-deps
+
+
+def parse_assignment(text: str, option: str = "--set") -> tuple[str, str]:
+    name, sep, command = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"{option}: expected STEP=COMMAND, got {text!r}")
+    return name.strip(), command
+
+
+def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
+    steps = dict(pipeline.steps)
+    for name, command in overrides.commands.items():
+        steps[name] = replace(pipeline.step(name, "--set"), run=command or None)
+    for name in overrides.skip:
+        steps[name] = replace(pipeline.step(name, "--skip"), skip_reason="skipped by --skip")
+    for name in overrides.skip_env:
+        if name in steps:
+            steps[name] = replace(steps[name], skip_reason="skipped by SKIP")
+    only = list(overrides.only)
+    if only:
+        for name in only:
+            pipeline.step(name, "--only")
+        keep = set(only) | (
+            graph.ancestors(pipeline.graph(), only) if overrides.with_deps else set()
+        )
+        steps = {
+            name: replace(step, needs=tuple(n for n in step.needs if n in keep))
+            for name, step in steps.items()
+            if name in keep
+        }
+    return replace(pipeline, steps=steps)
+
+
+# --- to a runner ---
+
+
+def build_runner(pipeline: Pipeline, **runner_options: Any) -> WorkflowRunner:
+    """A `WorkflowRunner` for the pipeline; `runner_options` go to its constructor."""
+    from ci_orchestrator.runner import WorkflowRunner
+
+    runner = WorkflowRunner(pipeline.name, **runner_options)
+    for step in pipeline.steps.values():
+        add_to_runner(runner, step, step.run, pipeline.base_dir)
+    return runner
+
+
+def add_to_runner(runner: WorkflowRunner, step: Step, action: Any, base_dir: Path) -> WorkflowStep:
+    options: dict[str, Any] = {}
+    if step.kill_grace is not None:
+        options["grace"] = step.kill_grace
+    cwd = str(base_dir / step.cwd) if step.cwd else None
+    return runner.add_step(
+        step.name,
+        action,
+        list(step.needs),
+        step.timeout,
+        retry=step.retry.policy(),
+        condition=step.condition,
+        when=step.when,
+        env=dict(step.env),
+        cwd=cwd,
+        junit=[str(base_dir / j) for j in step.junit],
+        description=step.description,
+        skip_reason=step.skip_reason,
+        **options,
+    )

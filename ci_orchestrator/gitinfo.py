@@ -1,0 +1,103 @@
+"""Where a run happens: commit, branch, default branch, event, pull request, and what triggered it.
+
+In GitHub Actions everything comes from the environment and the event file; locally from git.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunContext:
+    sha: str | None = None
+    branch: str | None = None
+    default_branch: str | None = None
+    event: str | None = None
+    pr_number: int | None = None
+    trigger: str = "local"  # local | ci | pre-push
+
+    def env(self) -> dict[str, str]:
+        """What steps see of it (`if:` conditions of deploy-like steps use the branches)."""
+        values = {
+            "CI_ORCHESTRATOR_SHA": self.sha,
+            "CI_ORCHESTRATOR_BRANCH": self.branch,
+            "CI_ORCHESTRATOR_DEFAULT_BRANCH": self.default_branch,
+            "CI_ORCHESTRATOR_TRIGGER": self.trigger,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def _git(*args: str, cwd: Path | None = None) -> list[str]:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def read_event(env: Mapping[str, str]) -> dict[str, Any]:
+    """The GitHub event payload, or {} when there is none or it cannot be read."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def pr_number_from_event(event_name: str | None, payload: Mapping[str, Any]) -> int | None:
+    """The pull request of a pull_request(_target) or workflow_run event, if any."""
+    if event_name in ("pull_request", "pull_request_target") or "pull_request" in payload:
+        number = (payload.get("pull_request") or {}).get("number", payload.get("number"))
+        return number if isinstance(number, int) else None
+    if event_name == "workflow_run" or "workflow_run" in payload:
+        prs = (payload.get("workflow_run") or {}).get("pull_requests") or []
+        number = prs[0].get("number") if prs and isinstance(prs[0], dict) else None
+        return number if isinstance(number, int) else None
+    return None
+
+
+def detect(env: Mapping[str, str], cwd: Path | None = None) -> RunContext:
+    if env.get("GITHUB_ACTIONS") == "true":
+        return _from_github(env)
+    trigger = "pre-push" if env.get("CI_ORCHESTRATOR_TRIGGER") == "pre-push" else "local"
+    if env.get("CI", "").lower() in ("true", "1"):
+        trigger = "ci"
+    head = _git("rev-parse", "HEAD", "--abbrev-ref", "HEAD", cwd=cwd)
+    default = _git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", cwd=cwd)
+    return RunContext(
+        sha=head[0] if head else None,
+        branch=head[1] if len(head) > 1 and head[1] != "HEAD" else None,
+        default_branch=default[0].split("/", 1)[-1] if default else _configured_default(cwd),
+        event=None,
+        trigger=trigger,
+    )
+
+
+def _configured_default(cwd: Path | None) -> str:
+    configured = _git("config", "init.defaultBranch", cwd=cwd)
+    return configured[0] if configured else "main"
+
+
+def _from_github(env: Mapping[str, str]) -> RunContext:
+    payload = read_event(env)
+    event = env.get("GITHUB_EVENT_NAME")
+    repo = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
+    return RunContext(
+        sha=env.get("GITHUB_SHA"),
+        branch=env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"),
+        default_branch=(repo or {}).get("default_branch") or "main",
+        event=event,
+        pr_number=pr_number_from_event(event, payload),
+        trigger="ci",
+    )

@@ -1,0 +1,738 @@
+"""The synchronous Kahn runner: a DAG of shell steps (or Python callables) on a thread pool.
+
+A step starts the moment its own needs are done, up to `jobs` at once, the one with the longest
+remaining path first. Failures are data on the step (status, reason, attempts), not exceptions.
+Observers hear every event on the thread that called `run()`, so they need no locking.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ci_orchestrator import graph
+from ci_orchestrator.errors import WorkflowError
+from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
+from ci_orchestrator.shell import DEFAULT_GRACE, CancelToken, run_shell
+from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
+
+log = logging.getLogger(__name__)
+
+Action = str | Callable[..., Any] | None
+Condition = str | Callable[[Mapping[str, Any]], bool] | None
+
+
+class StepStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
+
+
+class When(str, Enum):
+    """When a step runs, given how its needs ended."""
+
+    SUCCESS = "success"  # every need completed (or was skipped on purpose)
+    FAILURE = "failure"  # something it depends on, directly or not, failed
+    ALWAYS = "always"  # whatever happened upstream, once it is over
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    exit_code: int | None
+    duration_ms: float
+    timed_out: bool
+    started_at: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.timed_out and self.exit_code in (0, None)
+
+
+@dataclass
+class WorkflowStep:
+    """A step: what to run and when, and, once run, how it went."""
+
+    name: str
+    action: Action = None
+    depends_on: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    retry: RetryPolicy = NO_RETRY
+    condition: Condition = None
+    when: When = When.SUCCESS
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    junit: list[str] = field(default_factory=list)
+    description: str = ""
+    grace: float = DEFAULT_GRACE
+    skip_reason: str | None = None  # set before the run: skip on purpose, dependents go on
+    status: StepStatus = StepStatus.PENDING
+    result: Any = None
+    error: str | None = None
+    reason: str = ""
+    duration_ms: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    flaky: bool = False
+    exit_code: int | None = None
+    log_path: str | None = None
+    tail: str = ""
+    started_at: float | None = None
+
+    @property
+    def command(self) -> str | None:
+        return self.action if isinstance(self.action, str) else None
+
+    @property
+    def passthrough(self) -> bool:
+        """Skipped on purpose (no command, --skip): the steps after it still run."""
+        return self.status is StepStatus.SKIPPED and self.skip_reason is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "command": self.command,
+            "depends_on": list(self.depends_on),
+            "status": self.status.value,
+            "reason": self.reason,
+            "error": self.error,
+            "duration_ms": round(self.duration_ms, 3),
+            "attempts": [a.__dict__ for a in self.attempts],
+            "flaky": self.flaky,
+            "exit_code": self.exit_code,
+            "log_path": self.log_path,
+            "result": self.result if _jsonable(self.result) else repr(self.result),
+        }
+
+
+@dataclass
+class WorkflowResult:
+    workflow_id: str
+    pipeline: str
+    status: RunStatus
+    steps: dict[str, WorkflowStep]
+    total_duration_ms: float
+    started_at: float
+    finished_at: float
+
+    @property
+    def success(self) -> bool:
+        return self.status is RunStatus.PASSED
+
+    def _count(self, status: StepStatus) -> int:
+        return sum(1 for s in self.steps.values() if s.status is status)
+
+    @property
+    def completed_count(self) -> int:
+        return self._count(StepStatus.COMPLETED)
+
+    @property
+    def failed_count(self) -> int:
+        return self._count(StepStatus.FAILED)
+
+    @property
+    def skipped_count(self) -> int:
+        return self._count(StepStatus.SKIPPED)
+
+    @property
+    def cancelled_count(self) -> int:
+        return self._count(StepStatus.CANCELLED)
+
+    @property
+    def flaky_steps(self) -> list[str]:
+        return [s.name for s in self.steps.values() if s.flaky]
+
+    @property
+    def failed_steps(self) -> list[str]:
+        return [s.name for s in self.steps.values() if s.status is StepStatus.FAILED]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "pipeline": self.pipeline,
+            "status": self.status.value,
+            "success": self.success,
+            "total_duration_ms": round(self.total_duration_ms, 3),
+            "completed_count": self.completed_count,
+            "failed_count": self.failed_count,
+            "skipped_count": self.skipped_count,
+            "flaky_steps": self.flaky_steps,
+            "steps": {name: step.to_dict() for name, step in self.steps.items()},
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What observers learn when a run starts."""
+
+    run_id: str
+    pipeline: str
+    started_at: float
+    steps: Mapping[str, WorkflowStep]
+    log_dir: Path
+    jobs: int
+
+
+class RunObserver:
+    """Hears a run as it happens; override what you need.
+
+    Every method but `output` is called on the thread that called `run()`. `output` is called on the
+    step's worker thread, with raw bytes, as they arrive.
+    """
+
+    def run_started(self, run: RunInfo) -> None:
+        """The run begins; no step has started."""
+
+    def step_started(self, step: WorkflowStep) -> None:
+        """A step's needs are done and it starts (its condition is checked on its worker)."""
+
+    def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
+        """One attempt of a step ended; more may follow."""
+
+    def step_finished(self, step: WorkflowStep) -> None:
+        """A step reached its final status, skipped steps included."""
+
+    def run_finished(self, result: WorkflowResult) -> None:
+        """The run is over; every step has its final status."""
+
+    def output(self, step: WorkflowStep, chunk: bytes) -> None:
+        """Output of a shell step (on the worker thread)."""
+
+
+_ENV_KEY = re.compile(r"[^A-Za-z0-9]+")
+
+
+def output_env_name(step: str, key: str) -> str:
+    """`CIO_<STEP>_<KEY>`: how a step's outputs reach the steps after it."""
+    return f"CIO_{_ENV_KEY.sub('_', step).upper()}_{_ENV_KEY.sub('_', key).upper()}"
+
+
+class WorkflowRunner:
+    """Runs a DAG of steps; see the module docstring. Build it with `add_step`, then `run()`."""
+
+    def __init__(
+        self,
+        name: str = "workflow",
+        *,
+        jobs: int | None = None,
+        fail_fast: bool = True,
+        observers: Iterable[RunObserver] = (),
+        state_dir: str | Path = STATE_DIR,
+        weights: Mapping[str, float] | None = None,
+        env: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.fail_fast = fail_fast
+        self.observers = list(observers)
+        self.state_dir = Path(state_dir)
+        self.weights = dict(weights or {})
+        self.env = env
+        self.run_id = run_id
+        self.steps: dict[str, WorkflowStep] = {}
+        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    @property
+    def step_count(self) -> int:
+        return len(self.steps)
+
+    def step_names(self) -> list[str]:
+        return list(self.steps)
+
+    def add_observer(self, observer: RunObserver) -> None:
+        self.observers.append(observer)
+
+    def add_step(
+        self,
+        name: str,
+        action: Action = None,
+        depends_on: Sequence[str] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> WorkflowStep:
+        """Add a step: a shell command (str), a Python callable, or None (not configured).
+
+        `options` are the other `WorkflowStep` fields: retry, condition, when, env, cwd, junit,
+        description, grace, skip_reason.
+        """
+        if name in self.steps:
+            raise WorkflowError(f"duplicate step name {name!r}")
+        if timeout is not None and timeout <= 0:
+            raise WorkflowError(f"step {name!r}: timeout must be positive, got {timeout}")
+        step = WorkflowStep(name, action, list(depends_on or []), timeout, **options)
+        step.when = When(step.when)
+        self.steps[name] = step
+        return step
+
+    def graph(self) -> dict[str, list[str]]:
+        return {name: step.depends_on for name, step in self.steps.items()}
+
+    def validate(self) -> None:
+        graph.validate(self.graph())
+
+    def interrupt(self) -> None:
+        """Stop the run (safe to call from a signal handler); a second call kills at once."""
+        self._events.put(("interrupt", None))
+
+    def run(self, context: Mapping[str, Any] | None = None) -> WorkflowResult:
+        """Run every step; the result says how each ended. Raises `CycleError` before any runs."""
+        try:
+            self.validate()
+        except WorkflowError:
+            log.exception("workflow %r is not valid", self.name)
+            raise
+        return _Run(self, dict(context or {})).execute()
+
+
+class _Run:
+    """The state of one execution of a runner's steps."""
+
+    def __init__(self, runner: WorkflowRunner, context: dict[str, Any]) -> None:
+        self.runner = runner
+        self.steps = runner.steps
+        self.context = context
+        self.events = runner._events
+        self.graph = runner.graph()
+        self.run_id = runner.run_id or new_run_id()
+        self.log_dir = runner.state_dir / "runs" / self.run_id
+        self.tokens: dict[str, CancelToken] = {}
+        self.stop_reason: str | None = None
+        self.interrupts = 0
+        self.exports: dict[str, dict[str, str]] = {}
+        self.started = time.time()
+        self.base_env = dict(os.environ if runner.env is None else runner.env)
+        for step in self.steps.values():
+            _reset(step)
+
+    def execute(self) -> WorkflowResult:
+        clock = time.monotonic()
+        info = RunInfo(
+            self.run_id, self.runner.name, self.started, self.steps, self.log_dir, self.runner.jobs
+        )
+        self.notify("run_started", info)
+        with ThreadPoolExecutor(self.runner.jobs, thread_name_prefix="cio-step") as pool:
+            self.pool = pool
+            self.schedule()
+        status = self.final_status()
+        result = WorkflowResult(
+            self.run_id,
+            self.runner.name,
+            status,
+            self.steps,
+            (time.monotonic() - clock) * 1000,
+            self.started,
+            time.time(),
+        )
+        self.notify("run_finished", result)
+        return result
+
+    def schedule(self) -> None:
+        weights = self.runner.weights
+        default = _median(list(weights.values())) if weights else 1.0
+        priority = graph.longest_remaining_path(self.graph, weights, default)
+        ready = graph.ReadySet(self.graph, priority)
+        running = 0
+        while ready or running:
+            while ready and running < self.runner.jobs:
+                name = ready.pop()
+                if self.start(self.steps[name]):
+                    running += 1
+                else:
+                    ready.done(name)
+            if running:
+                finished = self.wait()
+                if finished is not None:
+                    running -= 1
+                    ready.done(finished)
+
+    def start(self, step: WorkflowStep) -> bool:
+        """Start a ready step on the pool, or settle it as skipped; True when it started."""
+        reason = self.skip_reason(step)
+        if reason is not None:
+            self.finish(step, StepStatus.SKIPPED, reason)
+            return False
+        step.status = StepStatus.RUNNING
+        step.started_at = time.time()
+        self.tokens[step.name] = CancelToken()
+        env = self.step_env(step)
+        self.notify("step_started", step)
+        self.pool.submit(self.work, step, env)
+        return True
+
+    def results(self) -> dict[str, Any]:
+        """Results of the steps that completed so far, by name."""
+        return {n: s.result for n, s in self.steps.items() if s.status is StepStatus.COMPLETED}
+
+    def skip_reason(self, step: WorkflowStep) -> str | None:
+        if self.interrupts:
+            return "run interrupted"
+        if step.skip_reason is not None:
+            return step.skip_reason
+        if step.action is None:
+            step.skip_reason = "not configured"
+            return step.skip_reason
+        needs = [self.steps[n] for n in dict.fromkeys(step.depends_on)]
+        if step.when is When.ALWAYS:
+            return None
+        if step.when is When.FAILURE:
+            upstream = graph.ancestors(self.graph, [step.name])
+            if any(self.steps[n].status in _BROKEN for n in upstream):
+                return None
+            return "nothing it depends on failed (when: failure)"
+        for need in needs:
+            if need.status is not StepStatus.COMPLETED and not need.passthrough:
+                return f"dependency {need.name!r} {_ended(need)}"
+        if self.stop_reason is not None:
+            return self.stop_reason
+        return None
+
+    def wait(self) -> str | None:
+        """Handle one event from the workers; the name of a step that finished, if one did."""
+        try:
+            kind, payload = self.events.get(timeout=0.5)
+        except queue.Empty:
+            return None
+        except KeyboardInterrupt:
+            kind, payload = "interrupt", None
+        if kind == "attempt":
+            step, attempt = payload
+            self.notify("attempt_finished", step, attempt)
+        elif kind == "interrupt":
+            self.interrupt()
+        elif kind == "done":
+            step = payload
+            self.tokens.pop(step.name).close()
+            self.settled(step)
+            return str(step.name)
+        return None
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+        for token in self.tokens.values():
+            token.cancel("run interrupted", force=self.interrupts > 1)
+
+    def settled(self, step: WorkflowStep) -> None:
+        if step.status is StepStatus.FAILED and self.runner.fail_fast and self.stop_reason is None:
+            self.stop_reason = f"not started: fail-fast after {step.name!r} failed"
+            for token in self.tokens.values():
+                token.cancel(f"stopped: fail-fast after {step.name!r} failed")
+        self.notify("step_finished", step)
+
+    def finish(self, step: WorkflowStep, status: StepStatus, reason: str = "") -> None:
+        step.status = status
+        step.reason = reason
+        self.notify("step_finished", step)
+
+    def final_status(self) -> RunStatus:
+        if self.interrupts:
+            return RunStatus.INTERRUPTED
+        if any(s.status in _BROKEN for s in self.steps.values()):
+            return RunStatus.FAILED
+        return RunStatus.PASSED
+
+    def step_env(self, step: WorkflowStep) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(step.env)
+        if self.exports:
+            for name in graph.ancestors(self.graph, [step.name]) & self.exports.keys():
+                env.update(self.exports[name])
+        env["CI_ORCHESTRATOR_RUN_ID"] = self.run_id
+        env["CI_ORCHESTRATOR_STEP"] = step.name
+        return env
+
+    def notify(self, event: str, *args: Any) -> None:
+        for observer in self.runner.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("observer %r failed on %s; the run goes on", observer, event)
+
+    # --- on the worker thread ---
+
+    def work(self, step: WorkflowStep, env: dict[str, str]) -> None:
+        token = self.tokens[step.name]
+        try:
+            _Execution(self, step, env, token).run()
+        except Exception as exc:  # a bug of ours: the step fails, the run goes on
+            log.exception("internal error while running step %r", step.name)
+            step.status, step.reason, step.error = (
+                StepStatus.FAILED,
+                f"internal error: {exc}",
+                str(exc),
+            )
+        finally:
+            if step.status is StepStatus.COMPLETED and isinstance(step.result, Mapping):
+                self.exports[step.name] = {
+                    output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()
+                }
+            self.events.put(("done", step))
+
+
+class _Execution:
+    """One step on its worker thread: the condition, then attempts under the retry policy."""
+
+    def __init__(self, run: _Run, step: WorkflowStep, env: dict[str, str], token: CancelToken):
+        self.run_ = run
+        self.step = step
+        self.env = env
+        self.token = token
+        self.log: BinaryIO | None = None
+
+    def run(self) -> None:
+        step = self.step
+        clock = time.monotonic()
+        try:
+            if isinstance(step.action, str):
+                self.open_log()
+            reason = self.condition_failed()
+            if reason is not None:
+                step.status, step.reason = StepStatus.SKIPPED, reason
+                return
+            self.attempts()
+        finally:
+            step.duration_ms = (time.monotonic() - clock) * 1000
+            if self.log is not None:
+                self.log.close()
+
+    def open_log(self) -> None:
+        self.run_.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
+        self.step.log_path = str(path)
+        self.log = path.open("wb")
+        self.env["CI_ORCHESTRATOR_OUTPUT"] = str(path.with_suffix(".out"))
+
+    def condition_failed(self) -> str | None:
+        condition = self.step.condition
+        if condition is None:
+            return None
+        if isinstance(condition, str):
+            with open(os.devnull, "wb") as devnull:
+                outcome = run_shell(
+                    condition,
+                    log=self.log or devnull,
+                    env=self.env,
+                    cwd=self.step.cwd,
+                    cancel=self.token,
+                    grace=self.step.grace,
+                )
+            return None if outcome.ok else f"condition not met: {condition}"
+        try:
+            return None if condition(self.run_.results()) else "condition not met"
+        except Exception as exc:
+            log.warning("condition of step %r raised %r; the step is skipped", self.step.name, exc)
+            return f"condition raised {type(exc).__name__}: {exc}"
+
+    def attempts(self) -> None:
+        step = self.step
+        try:
+            if step.retry.max_attempts == 1:
+                self.attempt()
+            else:
+                for attempt in step.retry.retrying(sleep=self.token.sleep):
+                    with attempt:
+                        self.attempt()
+        except Cancelled:
+            step.status, step.reason = StepStatus.CANCELLED, self.token.reason
+        except (ExitFailure, StepTimeout) as exc:
+            self.failed(str(exc), exc.exit_code)
+        except Exception as exc:
+            log.error("step %r raised %s: %s", step.name, type(exc).__name__, exc)
+            self.failed(f"{type(exc).__name__}: {exc}", None)
+        else:
+            step.status = StepStatus.COMPLETED
+            step.flaky = len(step.attempts) > 1
+            if step.flaky:
+                step.reason = f"passed on attempt {len(step.attempts)}"
+
+    def failed(self, reason: str, exit_code: int | None) -> None:
+        if self.token.is_set():
+            self.step.status, self.step.reason = StepStatus.CANCELLED, self.token.reason
+        else:
+            self.step.status, self.step.reason = StepStatus.FAILED, reason
+        self.step.error = reason
+        self.step.exit_code = exit_code
+
+    def attempt(self) -> None:
+        if self.token.is_set():
+            raise Cancelled(self.token.reason)
+        number = len(self.step.attempts) + 1
+        started = time.time()
+        try:
+            self.shell(number) if isinstance(self.step.action, str) else self.call()
+        except Exception as exc:
+            self.record(number, started, exc)
+            raise
+        self.record(number, started, None)
+
+    def record(self, number: int, started: float, exc: Exception | None) -> None:
+        exit_code = exc.exit_code if isinstance(exc, (ExitFailure, StepTimeout)) else None
+        if exc is None and isinstance(self.step.action, str):
+            exit_code = 0
+        error = "" if exc is None or isinstance(exc, (ExitFailure, StepTimeout)) else repr(exc)
+        attempt = Attempt(
+            number,
+            exit_code,
+            (time.time() - started) * 1000,
+            isinstance(exc, StepTimeout),
+            started,
+            error,
+        )
+        self.step.attempts.append(attempt)
+        self.step.exit_code = exit_code
+        self.run_.events.put(("attempt", (self.step, attempt)))
+
+    def shell(self, number: int) -> None:
+        step = self.step
+        assert isinstance(step.action, str)
+        assert self.log is not None
+        if number > 1:
+            self.log.write(f"\n--- ci-orchestrator: attempt {number} ---\n".encode())
+        output_file = Path(self.env["CI_ORCHESTRATOR_OUTPUT"])
+        output_file.unlink(missing_ok=True)
+        outcome = run_shell(
+            step.action,
+            log=self.log,
+            env=self.env,
+            cwd=step.cwd,
+            timeout=step.timeout,
+            cancel=self.token,
+            grace=step.grace,
+            on_output=self.forward,
+        )
+        step.tail = outcome.tail.decode("utf-8", errors="replace")
+        if outcome.error:
+            raise OSError(outcome.error)
+        if outcome.cancelled:
+            raise Cancelled(self.token.reason)
+        if outcome.timed_out:
+            raise _timeout(step.timeout, outcome.exit_code)
+        if outcome.exit_code != 0:
+            raise ExitFailure(outcome.exit_code or 1)
+        step.result = read_outputs(output_file)
+
+    def forward(self, chunk: bytes) -> None:
+        for observer in self.run_.runner.observers:
+            try:
+                observer.output(self.step, chunk)
+            except Exception:
+                log.exception("observer %r failed on output", observer)
+
+    def call(self) -> None:
+        step = self.step
+        assert callable(step.action)
+        args = _call_args(step.action, self.run_.context, self.run_.results())
+        if step.timeout is None:
+            step.result = step.action(*args)
+            return
+        step.result = _call_with_timeout(step.action, args, step.timeout, self.token)
+
+
+def _timeout(seconds: float | None, exit_code: int | None) -> StepTimeout:
+    error = StepTimeout(seconds or 0)
+    error.exit_code = exit_code
+    return error
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """`key=value` lines a step wrote to `$CI_ORCHESTRATOR_OUTPUT`."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    outputs = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            outputs[key.strip()] = value
+    return outputs
+
+
+def _call_args(action: Callable[..., Any], context: Any, results: Any) -> tuple[Any, ...]:
+    """Python actions take (), (context) or (context, results), by their signature."""
+    try:
+        params = inspect.signature(action).parameters.values()
+    except (TypeError, ValueError):
+        return (context,)
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return (context, results)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (context, results)[: min(len(positional), 2)]
+
+
+def _call_with_timeout(
+    action: Callable[..., Any], args: tuple[Any, ...], seconds: float, token: CancelToken
+) -> Any:
+    """Python code cannot be killed: past the deadline the step fails and its thread is left."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = action(*args)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True, name="cio-action").start()
+    deadline = time.monotonic() + seconds
+    while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+        if token.is_set():
+            raise Cancelled(token.reason)
+        if time.monotonic() >= deadline:
+            raise StepTimeout(seconds)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+_BROKEN = (StepStatus.FAILED, StepStatus.CANCELLED)
+
+
+def _ended(step: WorkflowStep) -> str:
+    if step.status is StepStatus.SKIPPED:
+        return "was skipped"
+    return str(step.status.value)
+
+
+def _reset(step: WorkflowStep) -> None:
+    step.status, step.result, step.error, step.reason = StepStatus.PENDING, None, None, ""
+    step.duration_ms, step.attempts, step.flaky, step.exit_code = 0.0, [], False, None
+    step.log_path, step.tail, step.started_at = None, "", None
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, list, dict))

@@ -1,0 +1,35 @@
+"""The state folder (`.ci-orchestrator/`): run logs and the journal, ignored by git."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+
+STATE_DIR = Path(".ci-orchestrator")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """Create the folder with a `.gitignore` that ignores everything in it."""
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by ci-orchestrator: run logs and the journal stay local\n*\n")
+    return path
+
+
+def new_run_id() -> str:
+    """Sortable and unique across machines: UTC time plus random hex."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def safe_filename(name: str) -> str:
+    """A step name as a file name; names that had to change get a short hash against collisions."""
+    safe = _UNSAFE.sub("_", name)[:80] or "_"
+    if safe != name:
+        import hashlib
+
+        safe += "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
+    return safe
