@@ -189,4 +189,16 @@ def uninstall_hook() -> int:
 
 
 def main() -> None:
-    cli(prog_name="ci-orchestrator")
+    try:
+        cli(prog_name="ci-orchestrator")
+    finally:
+        _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> None:
+    """After `| head` closed our stdout, let Python exit without a BrokenPipeError on flush."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

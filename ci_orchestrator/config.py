@@ -6,7 +6,6 @@ template or another file), merges per step, checks the graph, and applies comman
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from ci_orchestrator.runner import WorkflowRunner, WorkflowStep
 
 DEFAULT_FILE = ".ci-orchestrator.yml"
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader = schema.yaml12_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -129,12 +128,15 @@ class _Raw:
 
 
 def _label(path: Path) -> str:
+    """How errors name a file: `template:NAME`, or the path relative to here when it is below."""
     from ci_orchestrator.templates import TEMPLATE_DIR
 
-    try:
-        return f"template:{path.resolve().relative_to(TEMPLATE_DIR.resolve()).stem}"
-    except ValueError:
-        return os.path.relpath(path) if not path.is_absolute() else str(path)
+    real = path.resolve()
+    for root, prefix in ((TEMPLATE_DIR.resolve(), "template:"), (Path.cwd().resolve(), "")):
+        if real.is_relative_to(root):
+            relative = real.relative_to(root)
+            return f"template:{relative.stem}" if prefix else str(relative)
+    return str(path)
 
 
 def read_yaml(path: Path, label: str) -> yaml.Node:
@@ -151,7 +153,7 @@ def read_yaml(path: Path, label: str) -> yaml.Node:
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, label) from None
+        raise _yaml_error(exc, label, text) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", label) from None
     if len(nodes) != 1 or nodes[0] is None:
@@ -160,11 +162,12 @@ def read_yaml(path: Path, label: str) -> yaml.Node:
     return nodes[0]
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, label: str) -> ConfigError:
+def _yaml_error(exc: yaml.MarkedYAMLError, label: str, text: str) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
     line = f"{label}:{mark.line + 1}" if mark else label
     problem = exc.problem or "syntax error"
-    if "'\\t'" in problem:
+    source = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+    if "\t" in source[: mark.column + 1 if mark else 0] or "'\\t'" in problem:
         problem = "a tab character; YAML indents with spaces only"
     context = f" ({exc.context})" if exc.context else ""
     return ConfigError(f"not valid YAML: {problem}{context}", line)

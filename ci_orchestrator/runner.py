@@ -613,7 +613,8 @@ class _Execution:
         assert isinstance(step.action, str)
         assert self.log is not None
         if number > 1:
-            self.log.write(f"\n--- ci-orchestrator: attempt {number} ---\n".encode())
+            newline = "\n" if step.tail and not step.tail.endswith("\n") else ""
+            self.log.write(f"{newline}--- ci-orchestrator: attempt {number} ---\n".encode())
         output_file = Path(self.env["CI_ORCHESTRATOR_OUTPUT"])
         output_file.unlink(missing_ok=True)
         outcome = run_shell(

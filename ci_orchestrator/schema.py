@@ -62,6 +62,10 @@ def describe(node: yaml.Node) -> str:
 
 class Rule:
     expected = "a value"
+    plural = ""  # for "a list of ...": derived from `expected` when empty
+
+    def many(self) -> str:
+        return self.plural or _plural(self.expected)
 
     def check(self, node: yaml.Node, ctx: Context) -> Any:
         raise NotImplementedError
@@ -197,6 +201,7 @@ class Enum(Rule):
 
 class EnvValue(Rule):
     expected = "a string, number or boolean"
+    plural = "strings, numbers or booleans"
 
     def check(self, node: yaml.Node, ctx: Context) -> str:
         if not _scalar(node, STR, INT, FLOAT, BOOL):
@@ -215,7 +220,7 @@ class List(Rule):
     unique: bool = False
 
     def __post_init__(self) -> None:
-        self.expected = f"a list of {_plural(self.item.expected)}"
+        self.expected = f"a list of {self.item.many()}"
 
     def check(self, node: yaml.Node, ctx: Context) -> list[Any]:
         if not isinstance(node, yaml.SequenceNode):
@@ -257,8 +262,8 @@ def _pairs(node: yaml.Node, ctx: Context, rule: Rule) -> list[tuple[yaml.Node, y
     _CONSTRUCTOR.flatten_mapping(node)
     seen: set[str] = set()
     for key, _ in node.value:
-        if not _scalar(key, STR):
-            raise ctx.error(key, f"expected a string key, got {describe(key)}")
+        if not _scalar(key, STR, INT, FLOAT, BOOL):
+            raise ctx.error(key, f"expected a name as the key, got {describe(key)}")
         if key.value in seen:
             raise ctx.at(key.value).error(key, "this key appears twice in the mapping")
         seen.add(key.value)
@@ -274,7 +279,7 @@ class Map(Rule):
     key_expected: str = "a name"
 
     def __post_init__(self) -> None:
-        self.expected = f"a mapping of names to {_plural(self.value.expected)}"
+        self.expected = f"a mapping of names to {self.value.many()}"
 
     def check(self, node: yaml.Node, ctx: Context) -> dict[str, Any]:
         out = {}
@@ -301,6 +306,7 @@ class Obj(Rule):
     fields: Mapping[str, Rule]
     description: str = "a mapping"
     docs: Mapping[str, str] = field(default_factory=dict)
+    plural: str = "mappings"
 
     def __post_init__(self) -> None:
         self.expected = self.description
@@ -335,11 +341,30 @@ class Obj(Rule):
 def _plural(expected: str) -> str:
     for article in ("an ", "a "):
         if expected.startswith(article):
-            return expected[len(article) :].replace("string", "strings", 1)
+            word, _, rest = expected[len(article) :].partition(" ")
+            return f"{word}s {rest}".strip()
     return expected
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def yaml12_loader(base: type[Any]) -> type[Any]:
+    """`base` with YAML 1.2 booleans: only true/false, so `on:` and `yes` stay strings.
+
+    GitHub Actions reads YAML the same way; PyYAML's 1.1 default turns `on` into True.
+    """
+    loader: type[Any] = type("Loader", (base,), {})
+    resolvers = {
+        first: [(tag, regex) for tag, regex in entries if tag != BOOL]
+        for first, entries in base.yaml_implicit_resolvers.items()
+    }
+    loader.yaml_implicit_resolvers = resolvers
+    loader.add_implicit_resolver(
+        BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return loader
+
 
 # --- the rules of a pipeline file ---
 
@@ -384,7 +409,8 @@ STEP = Obj(
         "description": Str(),
     },
     "a step mapping (run, needs, if, when, timeout, retry, env, cwd, junit, description)",
-    {
+    plural="step mappings",
+    docs={
         "run": "The shell command (bash -o pipefail). null: not configured, the step is skipped.",
         "needs": "Steps that must finish first.",
         "if": "A shell condition: the step runs when it exits 0.",

@@ -246,22 +246,24 @@ class _Watch:
 
     def _reap_stragglers(self) -> None:
         """Stop whatever the step left running in its group: SIGTERM, the grace period, SIGKILL."""
-        if self.killed:
-            return
-        if self.term_at is None:
-            if not _signal_group(self.pgid, signal.SIGTERM):
-                return  # the usual case: nothing left
-            self.term_at = time.monotonic()
-        while time.monotonic() < self.term_at + self.grace:
-            if not group_alive(self.pgid):
+        if not self.killed:
+            if self.term_at is None:
+                if not _signal_group(self.pgid, signal.SIGTERM):
+                    return  # the usual case: nothing left
+                self.term_at = time.monotonic()
+            if self._wait_gone(self.term_at + self.grace):
                 return
-            if self.cancel is not None and self.cancel.force:
-                break
+            self._kill()
+        self._wait_gone(time.monotonic() + _ABANDON)
+
+    def _wait_gone(self, until: float) -> bool:
+        """Wait for the group to have no live member; False if it still has one at `until`."""
+        while group_alive(self.pgid):
+            forced = self.cancel is not None and self.cancel.force and not self.killed
+            if forced or time.monotonic() >= until:
+                return False
             time.sleep(_POLL / 5)
-        self._kill()
-        until = time.monotonic() + _ABANDON
-        while group_alive(self.pgid) and time.monotonic() < until:
-            time.sleep(_POLL / 5)
+        return True
 
 
 def _pidfd(pid: int) -> int | None:
@@ -290,11 +292,12 @@ def group_alive(pgid: int) -> bool:
     """
     if not os.path.isdir("/proc"):
         return _signal_group(pgid, 0)
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            state = process_state(int(entry.name))
-            if state is not None and state[1] == pgid and state[0] not in "ZX":
-                return True
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                state = process_state(int(entry.name))
+                if state is not None and state[1] == pgid and state[0] not in "ZX":
+                    return True
     return False
 
 

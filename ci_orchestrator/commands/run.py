@@ -96,15 +96,25 @@ def interrupts_stop(runner: WorkflowRunner) -> Iterator[None]:
 
 def format_plan(pipeline: Pipeline, options: RunOptions) -> str:
     """What `run` would do, in the order it would start things, without running anything."""
-    from ci_orchestrator import graph
-
     jobs = options.jobs or os.cpu_count() or 1
-    order = graph.topological_order(pipeline.graph())
+    order = start_order(pipeline.graph())
     width = max(len(name) for name in order)
     lines = [f"{pipeline.name}: {len(order)} steps, up to {jobs} at once ({pipeline.source})"]
     for index, name in enumerate(order, 1):
         lines.append(f"{index:>3}. {name:<{width}}  {_plan_note(pipeline, name)}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def start_order(dag: dict[str, list[str]]) -> list[str]:
+    """The order steps would start in with one job: Kahn, longest remaining path first."""
+    from ci_orchestrator import graph
+
+    ready = graph.ReadySet(dag, graph.longest_remaining_path(dag))
+    order = []
+    while ready:
+        order.append(ready.pop())
+        ready.done(order[-1])
+    return order
 
 
 def _plan_note(pipeline: Pipeline, name: str) -> str:

@@ -94,8 +94,8 @@ def format_summary(result: WorkflowResult, color: bool = False, slowest: int = 3
     steps = list(result.steps.values())
     counts = [
         f"{result.failed_count} failed" if result.failed_count else "",
-        f"{result.completed_count} passed",
-        f"{len(result.flaky_steps)} flaky" if result.flaky_steps else "",
+        f"{result.completed_count} passed"
+        + (f" ({len(result.flaky_steps)} flaky)" if result.flaky_steps else ""),
         f"{result.skipped_count} skipped" if result.skipped_count else "",
         f"{result.cancelled_count} cancelled" if result.cancelled_count else "",
     ]
@@ -151,6 +151,7 @@ class TerminalReporter(RunObserver):
         self.printed: dict[str, int] = {}  # bytes of a step's log already shown live
         self.decoders: dict[str, codecs.IncrementalDecoder] = {}
         self.status_shown = False
+        self.closed = False
 
     # --- the observer ---
 
@@ -204,9 +205,9 @@ class TerminalReporter(RunObserver):
             self.block(step, 0)
             self.write("::endgroup::")
         else:
-            self.write(line)
             if self.verbosity >= 1:
                 self.block(step, shown)
+            self.write(line)
         if step.status is StepStatus.FAILED:
             quiet_tail = TAIL_LINES if self.verbosity == 0 else 0
             for detail in format_failure(step, quiet_tail):
@@ -246,25 +247,31 @@ class TerminalReporter(RunObserver):
         with self.lock:
             names = ", ".join(self.running)
             text = f"running: {names}"[: WIDTH - 1]
-            self.stream.write(f"\r\033[K{_paint(text, _DIM, self.color)}")
-            self.stream.flush()
+            self.emit(f"\r\033[K{_paint(text, _DIM, self.color)}")
             self.status_shown = True
 
     def clear_status(self) -> None:
         if self.status_shown:
-            self.stream.write("\r\033[K")
+            self.emit("\r\033[K")
             self.status_shown = False
 
     def write(self, line: str) -> None:
-        self.stream.write(self.mask(line) + "\n")
-        self.stream.flush()
+        self.emit(self.mask(line) + "\n")
+
+    def emit(self, text: str) -> None:
+        """Write and flush; a reader that went away (`| head`) does not stop the run."""
+        if self.closed:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            self.closed = True
 
     def write_bytes(self, data: bytes, step: str) -> None:
         if step not in self.decoders:
             self.decoders[step] = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = self.mask(self.decoders[step].decode(data))
-        self.stream.write(text)
-        self.stream.flush()
+        self.emit(self.mask(self.decoders[step].decode(data)))
 
 
 def github_error(step: WorkflowStep) -> str:
