@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +19,17 @@ from ci_orchestrator.state import STATE_DIR
 
 
 def crash_log_path() -> Path:
+    import tempfile
+
     if STATE_DIR.is_dir() or Path(".git").exists():
         return STATE_DIR / "crash.log"
     return Path(tempfile.gettempdir()) / "ci-orchestrator-crash.log"
 
 
 def _write_crash_log(exc: BaseException) -> Path:
+    import tempfile
+    import traceback
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     header = f"ci-orchestrator {__version__}, Python {sys.version.split()[0]}\n"
     header += f"command: {' '.join(sys.argv)}\n\n"

@@ -5,7 +5,6 @@ In GitHub Actions everything comes from the environment and the event file; loca
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ def _git(*args: str, cwd: Path | None = None) -> list[str]:
 
 def read_event(env: Mapping[str, str]) -> dict[str, Any]:
     """The GitHub event payload, or {} when there is none or it cannot be read."""
+    import json
+
     path = env.get("GITHUB_EVENT_PATH")
     if not path:
         return {}

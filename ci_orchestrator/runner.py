@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -322,7 +321,12 @@ class _Run:
         self.graph = runner.graph()
         self.run_id = runner.run_id or new_run_id()
         self.log_dir = runner.state_dir / "runs" / self.run_id
-        self.tokens: dict[str, CancelToken] = {}
+        # Steps started together share a cancel token; fail-fast cancels it and starts a new one,
+        # so that `when: always` steps started afterwards can still run.
+        self.token = CancelToken()
+        self.tokens = [self.token]
+        self.work: queue.SimpleQueue[tuple[WorkflowStep, dict[str, str], CancelToken] | None]
+        self.work = queue.SimpleQueue()
         self.stop_reason: str | None = None
         self.interrupts = 0
         self.exports: dict[str, dict[str, str]] = {}
@@ -337,9 +341,21 @@ class _Run:
             self.run_id, self.runner.name, self.started, self.steps, self.log_dir, self.runner.jobs
         )
         self.notify("run_started", info)
-        with ThreadPoolExecutor(self.runner.jobs, thread_name_prefix="cio-step") as pool:
-            self.pool = pool
+        if any(isinstance(step.action, str) for step in self.steps.values()):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        workers = [
+            threading.Thread(target=self.worker, name=f"cio-step-{i}", daemon=True)
+            for i in range(min(self.runner.jobs, len(self.steps)))
+        ]
+        for thread in workers:
+            thread.start()
+        try:
             self.schedule()
+        finally:
+            for _ in workers:
+                self.work.put(None)
+            for token in self.tokens:
+                token.close()
         status = self.final_status()
         result = WorkflowResult(
             self.run_id,
@@ -380,10 +396,9 @@ class _Run:
             return False
         step.status = StepStatus.RUNNING
         step.started_at = time.time()
-        self.tokens[step.name] = CancelToken()
         env = self.step_env(step)
         self.notify("step_started", step)
-        self.pool.submit(self.work, step, env)
+        self.work.put((step, env, self.token))
         return True
 
     def results(self) -> dict[str, Any]:
@@ -428,21 +443,21 @@ class _Run:
             self.interrupt()
         elif kind == "done":
             step = payload
-            self.tokens.pop(step.name).close()
             self.settled(step)
             return str(step.name)
         return None
 
     def interrupt(self) -> None:
         self.interrupts += 1
-        for token in self.tokens.values():
+        for token in self.tokens:
             token.cancel("run interrupted", force=self.interrupts > 1)
 
     def settled(self, step: WorkflowStep) -> None:
         if step.status is StepStatus.FAILED and self.runner.fail_fast and self.stop_reason is None:
             self.stop_reason = f"not started: fail-fast after {step.name!r} failed"
-            for token in self.tokens.values():
-                token.cancel(f"stopped: fail-fast after {step.name!r} failed")
+            self.token.cancel(f"stopped: fail-fast after {step.name!r} failed")
+            self.token = CancelToken()
+            self.tokens.append(self.token)
         self.notify("step_finished", step)
 
     def finish(self, step: WorkflowStep, status: StepStatus, reason: str = "") -> None:
@@ -476,8 +491,11 @@ class _Run:
 
     # --- on the worker thread ---
 
-    def work(self, step: WorkflowStep, env: dict[str, str]) -> None:
-        token = self.tokens[step.name]
+    def worker(self) -> None:
+        while (item := self.work.get()) is not None:
+            self.execute_step(*item)
+
+    def execute_step(self, step: WorkflowStep, env: dict[str, str], token: CancelToken) -> None:
         try:
             _Execution(self, step, env, token).run()
         except Exception as exc:  # a bug of ours: the step fails, the run goes on
@@ -488,7 +506,11 @@ class _Run:
                 str(exc),
             )
         finally:
-            if step.status is StepStatus.COMPLETED and isinstance(step.result, Mapping):
+            if (
+                step.status is StepStatus.COMPLETED
+                and isinstance(step.result, Mapping)
+                and step.result
+            ):
                 self.exports[step.name] = {
                     output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()
                 }
@@ -522,7 +544,6 @@ class _Execution:
                 self.log.close()
 
     def open_log(self) -> None:
-        self.run_.log_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
         self.step.log_path = str(path)
         self.log = path.open("wb")
@@ -616,7 +637,8 @@ class _Execution:
             newline = "\n" if step.tail and not step.tail.endswith("\n") else ""
             self.log.write(f"{newline}--- ci-orchestrator: attempt {number} ---\n".encode())
         output_file = Path(self.env["CI_ORCHESTRATOR_OUTPUT"])
-        output_file.unlink(missing_ok=True)
+        if number > 1:
+            output_file.unlink(missing_ok=True)
         outcome = run_shell(
             step.action,
             log=self.log,

@@ -38,6 +38,23 @@ def shell_argv(command: str) -> list[str]:
 
 
 _BASH = [shutil.which("bash")]
+# Like GNU make, a command with no shell syntax runs without a shell: same result, a process less.
+_SHELL_CHARS = frozenset("|&;<>()$`\\\"'\n*?[]#~=%{}!")
+_BUILTINS = """
+    . : [ [[ alias break builtin case cd command continue declare echo eval exec exit export for
+    function getopts hash if kill let local printf pwd read readonly return select set shift shopt
+    source test time times trap type typeset ulimit umask unalias unset until wait while
+"""
+_SHELL_WORDS = frozenset(_BUILTINS.split())
+
+
+def direct_argv(command: str, path: str | None) -> list[str] | None:
+    """argv for a command that needs no shell (plain words naming an executable), else None."""
+    words = command.split()
+    if not words or not _SHELL_CHARS.isdisjoint(command) or words[0] in _SHELL_WORDS:
+        return None
+    executable = shutil.which(words[0], path=path)
+    return [executable, *words[1:]] if executable else None
 
 
 class CancelToken:
@@ -114,18 +131,18 @@ def run_shell(
 ) -> ShellOutcome:
     """Run `command`, writing its output to `log` (and `on_output`) until it exits or is stopped."""
     started = time.monotonic()
+    argv = direct_argv(command, (env or os.environ).get("PATH"))
     try:
-        proc = subprocess.Popen(
-            shell_argv(command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        proc = _spawn(argv or shell_argv(command), env, cwd)
     except OSError as exc:
-        return ShellOutcome(None, False, False, time.monotonic() - started, b"", str(exc))
+        if argv is None:
+            return ShellOutcome(None, False, False, time.monotonic() - started, b"", str(exc))
+        proc = None  # not a binary after all (a script without #!): let the shell run it
+    if proc is None:
+        try:
+            proc = _spawn(shell_argv(command), env, cwd)
+        except OSError as exc:
+            return ShellOutcome(None, False, False, time.monotonic() - started, b"", str(exc))
     watch = _Watch(proc, log, on_output, _Tail(tail_bytes, bytearray()), cancel, grace)
     watch.run(None if timeout is None else started + timeout)
     code = proc.returncode
@@ -135,6 +152,20 @@ def run_shell(
         cancelled=watch.cancelled,
         duration=time.monotonic() - started,
         tail=watch.tail.value(),
+    )
+
+
+def _spawn(
+    argv: list[str], env: Mapping[str, str] | None, cwd: str | Path | None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
     )
 
 

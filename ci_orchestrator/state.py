@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
 from pathlib import Path
 
@@ -22,7 +22,7 @@ def ensure_state_dir(path: Path) -> Path:
 
 def new_run_id() -> str:
     """Sortable and unique across machines: UTC time plus random hex."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
 
 def safe_filename(name: str) -> str:
