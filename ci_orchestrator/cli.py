@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,6 +41,11 @@ def cli() -> None:
 
 
 PIPELINE = click.argument("pipeline", required=False, metavar="[PIPELINE|TEMPLATE]")
+JOURNAL = click.option(
+    "--journal",
+    metavar="PATH",
+    help="The journal [default: $CI_ORCHESTRATOR_JOURNAL or .ci-orchestrator/journal.db].",
+)
 
 
 def _split_env(value: str | None) -> list[str]:
@@ -70,6 +76,14 @@ def _split_env(value: str | None) -> list[str]:
 @click.option("--keep-going", is_flag=True, help="After a failure, finish every unaffected branch.")
 @click.option("-q", "--quiet", is_flag=True, help="Only status lines, and the tail of failures.")
 @click.option("-v", "--verbose", is_flag=True, help="Also commands and the run's set-up.")
+@click.option(
+    "--rerun-failed", is_flag=True, help="Run what did not pass last time, and what needs it."
+)
+@click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here."
+)
+@JOURNAL
+@click.option("--no-journal", is_flag=True, help="Do not record this run.")
 def run(
     pipeline: str | None,
     assignments: tuple[str, ...],
@@ -81,6 +95,10 @@ def run(
     keep_going: bool,
     quiet: bool,
     verbose: bool,
+    rerun_failed: bool,
+    junit: Path | None,
+    journal: str | None,
+    no_journal: bool,
 ) -> int:
     """Run a pipeline file (default .ci-orchestrator.yml) or a built-in template.
 
@@ -110,6 +128,10 @@ def run(
         keep_going=keep_going,
         dry_run=dry_run,
         verbosity=0 if quiet else 2 if verbose else 1,
+        journal=journal,
+        use_journal=not no_journal,
+        rerun_failed=rerun_failed,
+        junit=junit,
     )
     return run_pipeline(options)
 
@@ -167,6 +189,96 @@ def templates_show(name: str) -> int:
     from ci_orchestrator.commands.inspect import templates_show as show_template
 
     return show_template(name, sys.stdout)
+
+
+@cli.command()
+@click.option("--since", metavar="AGE", help="Only runs started in the last AGE (7d, 12h, 90m).")
+@click.option("--branch", help="Only runs on this branch.")
+@click.option("--pipeline", help="The pipeline [default: the latest run's].")
+@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the last N runs.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--run-id", metavar="ID", help="The run to detail [default: the latest].")
+@click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the run's JUnit XML."
+)
+@JOURNAL
+def report(
+    since: str | None,
+    branch: str | None,
+    pipeline: str | None,
+    last: int | None,
+    fmt: str,
+    run_id: str | None,
+    junit: Path | None,
+    journal: str | None,
+) -> int:
+    """Pipeline health from the journal: hotspots, flaky steps, reliability, durations.
+
+    \b
+    Examples:
+      ci-orchestrator report --since 7d
+      ci-orchestrator report --branch main --format markdown >> "$GITHUB_STEP_SUMMARY"
+    """
+    from ci_orchestrator.commands.report import ReportOptions
+    from ci_orchestrator.commands.report import report as make_report
+
+    options = ReportOptions(journal, since, branch, pipeline, last, fmt, run_id, junit)
+    return make_report(options, sys.stdout, os.environ)
+
+
+@cli.group(cls=_Group, name="journal")
+def journal_group() -> None:
+    """The journal of runs: export, import (merge), prune, info."""
+
+
+@journal_group.command("export")
+@click.option("--since", metavar="AGE", help="Only runs started in the last AGE.")
+@JOURNAL
+def journal_export(since: str | None, journal: str | None) -> int:
+    """Write every run as JSON lines to stdout (steps, attempts and tests inside)."""
+    from ci_orchestrator.commands.report import journal_export as export
+
+    return export(journal, since, sys.stdout, os.environ)
+
+
+@journal_group.command("import")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@JOURNAL
+def journal_import(files: tuple[str, ...], journal: str | None) -> int:
+    """Add runs from `journal export` files ('-' for stdin); importing twice adds nothing."""
+    from ci_orchestrator.commands.report import journal_import as import_files
+
+    return import_files(journal, files, sys.stdout, os.environ)
+
+
+journal_group.add_command(journal_import, "merge")
+
+
+@journal_group.command("prune")
+@click.option(
+    "--older-than", required=True, metavar="AGE", help="Remove runs older than AGE (90d)."
+)
+@JOURNAL
+def journal_prune(older_than: str, journal: str | None) -> int:
+    """Remove old runs."""
+    from ci_orchestrator.commands.report import journal_prune as prune_runs
+
+    return prune_runs(journal, older_than, sys.stdout, os.environ)
+
+
+@journal_group.command("info")
+@JOURNAL
+def journal_info(journal: str | None) -> int:
+    """Where the journal is, how many runs it holds, and of which pipelines."""
+    from ci_orchestrator.commands.report import journal_info as info
+
+    return info(journal, sys.stdout, os.environ)
 
 
 @cli.command("install-hook")

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from ci_orchestrator import graph
 from ci_orchestrator.errors import WorkflowError
+from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
 from ci_orchestrator.shell import DEFAULT_GRACE, CancelToken, run_shell
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
@@ -103,6 +104,8 @@ class WorkflowStep:
     log_path: str | None = None
     tail: str = ""
     started_at: float | None = None
+    tests: list[TestCaseRecord] = field(default_factory=list)  # read from its `junit` files
+    junit_problems: list[str] = field(default_factory=list)
 
     @property
     def command(self) -> str | None:
@@ -540,8 +543,18 @@ class _Execution:
             self.attempts()
         finally:
             step.duration_ms = (time.monotonic() - clock) * 1000
+            if step.junit and step.attempts:
+                self.read_tests()
             if self.log is not None:
                 self.log.close()
+
+    def read_tests(self) -> None:
+        """The test cases of the step's JUnit files; a missing or broken file is a note, and the
+        step's own status stands."""
+        from ci_orchestrator.junit_reader import read_junit_globs
+
+        cases, problems = read_junit_globs(self.step.junit, Path.cwd(), self.step.name)
+        self.step.tests, self.step.junit_problems = cases, problems
 
     def open_log(self) -> None:
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
@@ -749,6 +762,7 @@ def _reset(step: WorkflowStep) -> None:
     step.status, step.result, step.error, step.reason = StepStatus.PENDING, None, None, ""
     step.duration_ms, step.attempts, step.flaky, step.exit_code = 0.0, [], False, None
     step.log_path, step.tail, step.started_at = None, "", None
+    step.tests, step.junit_problems = [], []
 
 
 def _median(values: list[float]) -> float:

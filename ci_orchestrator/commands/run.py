@@ -10,14 +10,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ci_orchestrator.config import Overrides, Pipeline, apply_overrides, build_runner, load_pipeline
-from ci_orchestrator.errors import ExitCode
+from ci_orchestrator.errors import ExitCode, UsageError
 from ci_orchestrator.gitinfo import RunContext, detect
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
 from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
 from ci_orchestrator.state import STATE_DIR, ensure_state_dir
+
+if TYPE_CHECKING:
+    from ci_orchestrator.journal import WorkflowJournal
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class RunOptions:
     dry_run: bool = False
     verbosity: int = 1
     state_dir: Path = STATE_DIR
+    journal: str | None = None  # --journal PATH
+    use_journal: bool = True  # False with --no-journal
+    rerun_failed: bool = False
+    junit: Path | None = None
 
 
 def run(
@@ -37,14 +44,58 @@ def run(
     out = out or sys.stdout
     env = dict(os.environ if env is None else env)
     pipeline = apply_overrides(load_pipeline(options.target), options.overrides)
+    journal = open_journal(options, env)
+    if options.rerun_failed:
+        pipeline, message = rerun_selection(pipeline, journal)
+        if message:
+            out.write(message + "\n")
+            return ExitCode.OK
     if options.dry_run:
         out.write(format_plan(pipeline, options))
         return ExitCode.OK
     context = detect(env)
-    runner = make_runner(pipeline, options, context, env, out)
+    runner = make_runner(pipeline, options, context, env, out, journal)
     with interrupts_stop(runner):
         result = runner.run()
+    finish(result, context, options, journal)
     return exit_code(result)
+
+
+def open_journal(options: RunOptions, env: Mapping[str, str]) -> WorkflowJournal | None:
+    """The journal for this run, or a `JournalError` before anything runs (never a run that
+    silently records nothing); runs left 'running' by a dead process are marked abandoned."""
+    if not options.use_journal:
+        if options.rerun_failed:
+            raise UsageError("--rerun-failed needs the journal; drop --no-journal")
+        return None
+    from ci_orchestrator.journal import (
+        JournalStore,
+        WorkflowJournal,
+        host_name,
+        journal_path,
+        process_alive,
+    )
+
+    store = JournalStore(journal_path(options.journal, env))
+    store.mark_abandoned(host_name(), process_alive)
+    return WorkflowJournal(store)
+
+
+def rerun_selection(pipeline: Pipeline, journal: WorkflowJournal | None) -> tuple[Pipeline, str]:
+    """The steps that did not pass in the pipeline's last run, and what depends on them."""
+    assert journal is not None
+    last = journal.store.latest_run(pipeline.name, finished=True)
+    if last is None:
+        raise UsageError(f"--rerun-failed: the journal has no earlier run of {pipeline.name!r}")
+    passed = {s.name for s in last.steps if s.status == "completed"}
+    again = [name for name in pipeline.steps if name not in passed]
+    if not again:
+        return pipeline, f"nothing to rerun: every step passed in run {last.id}"
+    from ci_orchestrator import graph
+
+    keep = set(again) | graph.descendants(pipeline.graph(), again)
+    selected = [name for name in pipeline.steps if name in keep]
+    return apply_overrides(pipeline, Overrides(only=selected, with_deps=False)), ""
 
 
 def make_runner(
@@ -53,21 +104,49 @@ def make_runner(
     context: RunContext,
     env: dict[str, str],
     out: TextIO,
-    observers: list[RunObserver] | None = None,
+    journal: WorkflowJournal | None = None,
 ) -> WorkflowRunner:
     ensure_state_dir(options.state_dir)
     github = env.get("GITHUB_ACTIONS") == "true"
     reporter = TerminalReporter(
         out, color=use_color(out, env), verbosity=options.verbosity, github=github
     )
+    observers: list[RunObserver] = [reporter]
+    weights: dict[str, float] = {}
+    if journal is not None:
+        from ci_orchestrator.analytics import Scope, WorkflowAnalytics
+
+        journal.context = context
+        observers.append(journal)
+        weights = WorkflowAnalytics(journal, Scope(pipeline=pipeline.name)).medians()
     return build_runner(
         pipeline,
         jobs=options.jobs,
         fail_fast=not options.keep_going,
-        observers=[reporter, *(observers or [])],
+        observers=observers,
         state_dir=options.state_dir,
         env={**env, **context.env()},
+        weights=weights,
     )
+
+
+def finish(
+    result: WorkflowResult,
+    context: RunContext,
+    options: RunOptions,
+    journal: WorkflowJournal | None,
+) -> None:
+    """After the run: the JUnit file, and a warning if the journal missed anything."""
+    if options.junit is not None:
+        from ci_orchestrator.journal import run_record
+        from ci_orchestrator.render.junit import write_junit
+
+        write_junit(run_record(result, context), options.junit)
+    if journal is not None and journal.problem:
+        print(
+            f"warning: the journal did not record all of this run: {journal.problem}",
+            file=sys.stderr,
+        )
 
 
 def exit_code(result: WorkflowResult) -> int:

@@ -1,0 +1,334 @@
+"""What the journal says about a pipeline: hotspots, flaky steps, reliability, durations, trends.
+
+Aggregates run in SQL over the journal's covering index, so a journal of a million step records
+reports in well under a second; only bounded samples (the last few hundred durations of each
+step, for medians and percentiles) reach Python.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ci_orchestrator import graph
+from ci_orchestrator.errors import CycleError
+from ci_orchestrator.journal import JournalStore, WorkflowJournal
+from ci_orchestrator.records import (
+    FlakyStep,
+    HealthReport,
+    Hotspot,
+    Regression,
+    RunRecord,
+    StepStats,
+)
+
+SAMPLES = 200  # recent completed durations per step behind p50/p95 and medians
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which runs count: one pipeline, since a time, on a branch, the last N."""
+
+    pipeline: str | None = None
+    since: float | None = None
+    branch: str | None = None
+    last: int | None = None
+
+    def steps_where(self, alias: str = "s") -> tuple[str, list[Any]]:
+        """A WHERE clause for the steps table (its own columns first, so the index serves)."""
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if self.pipeline is not None:
+            clauses.append(f"{alias}.pipeline = ?")
+            params.append(self.pipeline)
+        if self.since is not None:
+            clauses.append(f"{alias}.finished_at >= ?")
+            params.append(self.since)
+        runs, run_params = self.runs_where()
+        if self.branch is not None or self.last is not None:
+            clauses.append(f"{alias}.run_id IN (SELECT id FROM runs WHERE {runs})")
+            params.extend(run_params)
+        return " AND ".join(clauses), params
+
+    def runs_where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["status != 'running'"]
+        params: list[Any] = []
+        for column, value in (("pipeline", self.pipeline), ("branch", self.branch)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            clauses.append("started_at >= ?")
+            params.append(self.since)
+        if self.last is not None:
+            inner = " AND ".join(clauses)
+            clauses = [
+                f"id IN (SELECT id FROM runs WHERE {inner} ORDER BY started_at DESC LIMIT ?)"
+            ]
+            params = [*params, self.last]
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    run_id: str
+    started_at: float
+    duration_ms: float
+    moving_average_ms: float
+
+
+@dataclass(frozen=True)
+class WorkflowInsight:
+    total_workflows: int
+    total_steps: int
+    overall_success_rate: float
+    mean_duration_ms: float
+    failure_hotspots: list[Hotspot] = field(default_factory=list)
+    step_success_rates: dict[str, float] = field(default_factory=dict)
+
+
+class WorkflowAnalytics:
+    """Questions answered from a journal, within a `Scope` (default: every finished run)."""
+
+    def __init__(self, journal: WorkflowJournal | JournalStore, scope: Scope | None = None):
+        self.store = journal.store if isinstance(journal, WorkflowJournal) else journal
+        self.scope = scope or Scope()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.store.query(sql, params)
+
+    # --- the fixed API ---
+
+    def failure_hotspots(self, n: int = 5) -> list[Hotspot]:
+        """Steps ranked by failures, then by time lost to failures and retries."""
+        spots = [s for s in self._hotspot_rows() if s.failures or s.time_lost_ms]
+        spots.sort(key=lambda s: (-s.failures, -s.time_lost_ms, s.step))
+        return spots[:n]
+
+    def duration_trend(self, window: int = 10) -> list[TrendPoint]:
+        """Each finished run's duration with the moving average of the last `window` runs."""
+        where, params = self.scope.runs_where()
+        rows = self._rows(
+            f"SELECT id, started_at, duration_ms, avg(duration_ms) OVER (ORDER BY started_at"
+            f" ROWS BETWEEN {max(0, window - 1)} PRECEDING AND CURRENT ROW) AS moving"
+            f" FROM runs WHERE {where} AND duration_ms IS NOT NULL ORDER BY started_at",
+            params,
+        )
+        return [TrendPoint(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def success_rate(self, step: str | None = None) -> float:
+        """Passed / (passed + failed) for a step; for whole runs when `step` is None."""
+        if step is None:
+            where, params = self.scope.runs_where()
+            row = self._rows(
+                f"SELECT sum(status = 'passed'), sum(status IN ('passed', 'failed'))"
+                f" FROM runs WHERE {where}",
+                params,
+            )[0]
+        else:
+            where, params = self.scope.steps_where()
+            row = self._rows(
+                f"SELECT sum(status = 'completed'), sum(status IN ('completed', 'failed'))"
+                f" FROM steps s WHERE {where} AND s.name = ?",
+                [*params, step],
+            )[0]
+        return row[0] / row[1] if row[1] else 0.0
+
+    def generate_insight(self) -> WorkflowInsight:
+        where, params = self.scope.runs_where()
+        runs, mean = self._rows(
+            f"SELECT count(*), avg(duration_ms) FROM runs WHERE {where}", params
+        )[0]
+        stats = self.step_stats()
+        return WorkflowInsight(
+            total_workflows=runs,
+            total_steps=sum(s.runs for s in stats),
+            overall_success_rate=self.success_rate(),
+            mean_duration_ms=mean or 0.0,
+            failure_hotspots=self.failure_hotspots(),
+            step_success_rates={s.step: s.reliability for s in stats if s.reliability is not None},
+        )
+
+    # --- beyond ---
+
+    def _aggregates(self) -> list[Any]:
+        where, params = self.scope.steps_where()
+        return self._rows(
+            "SELECT name, count(*), sum(status = 'completed'), sum(status = 'failed'),"
+            " sum(status = 'skipped'), sum(lost_ms), sum(flaky),"
+            " max(CASE WHEN status = 'failed' THEN finished_at END)"
+            f" FROM steps s WHERE {where} AND status NOT IN ('running', 'pending')"
+            " GROUP BY name",
+            params,
+        )
+
+    def _hotspot_rows(self) -> list[Hotspot]:
+        return [Hotspot(r[0], r[3], r[2] + r[3], r[5] or 0.0, r[7]) for r in self._aggregates()]
+
+    def step_stats(self) -> list[StepStats]:
+        """Per step: runs, outcomes, reliability, p50/p95 (recent samples), time lost."""
+        samples = self.recent_durations()
+        stats = []
+        for name, runs, passed, failed, skipped, lost, _, _ in self._aggregates():
+            durations = sorted(samples.get(name, []))
+            stats.append(
+                StepStats(
+                    name,
+                    runs,
+                    passed,
+                    failed,
+                    skipped,
+                    percentile(durations, 0.50),
+                    percentile(durations, 0.95),
+                    lost or 0.0,
+                )
+            )
+        return stats
+
+    def recent_durations(self, limit: int = SAMPLES) -> dict[str, list[float]]:
+        """The latest `limit` completed durations of each step, newest first."""
+        where, params = self.scope.steps_where()
+        names = [
+            r[0] for r in self._rows(f"SELECT DISTINCT name FROM steps s WHERE {where}", params)
+        ]
+        out = {}
+        for name in names:
+            rows = self._rows(
+                f"SELECT duration_ms FROM steps s WHERE {where} AND name = ?"
+                " AND status = 'completed' ORDER BY finished_at DESC LIMIT ?",
+                [*params, name, limit],
+            )
+            out[name] = [r[0] for r in rows]
+        return out
+
+    def medians(self, limit: int = 20) -> dict[str, float]:
+        """Each step's median duration over its last `limit` completed runs."""
+        return {
+            name: statistics.median(values)
+            for name, values in self.recent_durations(limit).items()
+            if values
+        }
+
+    def flaky_steps(self) -> list[FlakyStep]:
+        """Steps that failed then passed in one run, or both failed and passed for one commit."""
+        where, params = self.scope.steps_where()
+        totals = {r[0]: r[1] for r in self._aggregates()}
+        in_run = self._rows(
+            f"SELECT name, count(*) FROM steps s INDEXED BY steps_flaky WHERE flaky = 1 AND {where}"
+            " GROUP BY name",
+            params,
+        )
+        by_commit = self._rows(
+            f"WITH failed AS (SELECT s.name AS name, r.git_sha AS sha FROM steps s"
+            f" INDEXED BY steps_failed JOIN runs r ON r.id = s.run_id"
+            f" WHERE s.status = 'failed' AND r.git_sha IS NOT NULL AND {where}"
+            f" GROUP BY s.name, r.git_sha)"
+            f" SELECT f.name, count(DISTINCT f.sha) FROM failed f"
+            f" CROSS JOIN runs r2 INDEXED BY runs_by_sha CROSS JOIN steps s2"
+            f" WHERE r2.git_sha = f.sha AND s2.run_id = r2.id AND s2.name = f.name"
+            f" AND s2.status = 'completed' GROUP BY f.name",
+            params,
+        )
+        counts: dict[str, int] = {}
+        for name, count in [*in_run, *by_commit]:
+            counts[name] = counts.get(name, 0) + count
+        flaky = [FlakyStep(n, c, totals.get(n, c)) for n, c in counts.items()]
+        return sorted(flaky, key=lambda f: (-f.flake_rate, -f.flaky_runs, f.step))
+
+    def flaky_tests(self) -> list[FlakyStep]:
+        """Tests their runner reported flaky, or that both failed and passed for one commit."""
+        runs, params = self.scope.runs_where()
+        scoped = (
+            "SELECT t.step, t.classname, t.name, t.status, t.flaky, r.git_sha FROM tests t"
+            f" JOIN runs r ON r.id = t.run_id WHERE t.run_id IN (SELECT id FROM runs WHERE {runs})"
+        )
+        totals = {
+            (r[0], r[1], r[2]): (int(r[3]), int(r[4]))
+            for r in self._rows(
+                f"SELECT step, classname, name, count(*), sum(flaky) FROM ({scoped})"
+                " GROUP BY step, classname, name",
+                params,
+            )
+        }
+        both = self._rows(
+            f"SELECT step, classname, name, count(*) FROM (SELECT step, classname, name FROM"
+            f" ({scoped}) WHERE git_sha IS NOT NULL GROUP BY step, classname, name, git_sha"
+            " HAVING max(status IN ('failed', 'error')) AND max(status = 'passed'))"
+            " GROUP BY step, classname, name",
+            params,
+        )
+        commits = {(r[0], r[1], r[2]): int(r[3]) for r in both}
+        flaky = []
+        for key, (runs_count, reported) in totals.items():
+            count = reported + commits.get(key, 0)
+            if count:
+                step, classname, name = key
+                test = f"{classname}.{name}" if classname else name
+                flaky.append(FlakyStep(step, count, runs_count, test=test))
+        return sorted(flaky, key=lambda f: (-f.flake_rate, -f.flaky_runs, f.test or ""))
+
+    def regressions(
+        self, recent: int = 5, earlier: int = 20, min_samples: int = 5, threshold: float = 0.2,
+        min_delta_ms: float = 500.0,
+    ) -> list[Regression]:  # fmt: skip
+        """Steps whose median over the last `recent` runs exceeds the median of the `earlier` runs
+        before them by more than `threshold` (and `min_delta_ms`), with enough samples on both."""
+        found = []
+        for name, values in self.recent_durations(recent + earlier).items():
+            new, old = values[:recent], values[recent:]
+            if len(new) < min_samples or len(old) < min_samples:
+                continue
+            now, before = statistics.median(new), statistics.median(old)
+            if now > before * (1 + threshold) and now - before >= min_delta_ms:
+                found.append(Regression(name, now, before, len(new), len(old)))
+        return sorted(found, key=lambda r: -r.change)
+
+    def critical_path(self, run: RunRecord) -> list[str]:
+        """The chain of steps that decided the run's wall time."""
+        names = {s.name for s in run.steps}
+        dag = {s.name: [n for n in s.needs if n in names] for s in run.steps}
+        try:
+            return graph.critical_path(dag, {s.name: s.duration_ms for s in run.steps})
+        except CycleError:
+            return []
+
+    def health_report(self, title: str, run: RunRecord | None = None) -> HealthReport:
+        """Everything the Markdown and text reports show, for `run` and the history in scope."""
+        where, params = self.scope.runs_where()
+        count, passed, mean = self._rows(
+            f"SELECT count(*), sum(status = 'passed'), avg(duration_ms) FROM runs WHERE {where}",
+            params,
+        )[0]
+        if run is not None:
+            medians = self.medians()
+            run = _with_medians(run, medians)
+        return HealthReport(
+            title=title,
+            run=run,
+            runs_considered=count,
+            since=self.scope.since,
+            pass_rate=(passed or 0) / count if count else None,
+            mean_duration_ms=mean,
+            hotspots=tuple(self.failure_hotspots(10)),
+            flaky=tuple(self.flaky_steps() + self.flaky_tests()),
+            regressions=tuple(self.regressions()),
+            stats=tuple(self.step_stats()),
+            critical_path=tuple(self.critical_path(run)) if run is not None else (),
+        )
+
+
+def _with_medians(run: RunRecord, medians: dict[str, float]) -> RunRecord:
+    from dataclasses import replace
+
+    steps = tuple(replace(s, median_ms=medians.get(s.name)) for s in run.steps)
+    return replace(run, steps=steps)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted values; None for none."""
+    if not ordered:
+        return None
+    rank = max(0, min(len(ordered) - 1, round(q * (len(ordered) - 1))))
+    return ordered[rank]

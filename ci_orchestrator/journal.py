@@ -1,0 +1,808 @@
+"""The journal: every run, step, attempt and test case, in SQLite, written as things happen.
+
+`JournalStore` owns the database (WAL, a busy timeout, versioned migrations, clear errors for files
+it cannot use). `WorkflowJournal` is the public API: a runner observer that records runs as they
+happen, the event-style queries (`by_workflow_id`, `recent`, ...), and, with no store given, an
+in-memory database with the same behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ci_orchestrator.errors import JournalError
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.runner import (
+    Attempt,
+    RunInfo,
+    RunObserver,
+    StepStatus,
+    WorkflowResult,
+    WorkflowStep,
+)
+from ci_orchestrator.state import STATE_DIR, ensure_state_dir
+
+if TYPE_CHECKING:
+    from ci_orchestrator.gitinfo import RunContext
+    from ci_orchestrator.runner import WorkflowRunner
+
+DEFAULT_JOURNAL = STATE_DIR / "journal.db"
+BUSY_TIMEOUT_S = 30.0
+TAIL_CHARS = 8 * 1024  # of each step's log kept in the journal
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        duration_ms REAL,
+        git_sha TEXT,
+        branch TEXT,
+        event TEXT,
+        pr_number INTEGER,
+        trigger TEXT NOT NULL DEFAULT 'local',
+        host TEXT,
+        pid INTEGER,
+        pid_started TEXT,
+        source TEXT NOT NULL DEFAULT 'ci-orchestrator',
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, started_at);
+    CREATE INDEX runs_by_started ON runs (started_at);
+    CREATE INDEX runs_by_status ON runs (status) WHERE status = 'running';
+    CREATE INDEX runs_by_sha ON runs (git_sha);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        pipeline TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        started_at REAL,
+        finished_at REAL,
+        duration_ms REAL NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        flaky INTEGER NOT NULL DEFAULT 0,
+        command TEXT,
+        command_hash TEXT,
+        needs TEXT NOT NULL DEFAULT '[]',
+        log_tail TEXT NOT NULL DEFAULT '',
+        log_path TEXT,
+        junit_problems TEXT NOT NULL DEFAULT '[]',
+        position INTEGER NOT NULL DEFAULT 0,
+        lost_ms REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, name)
+    ) WITHOUT ROWID;
+    -- One covering index serves the per-step aggregates (GROUP BY name in index order), the
+    -- recent samples per step (ORDER BY finished_at DESC), and the --since and --pipeline scopes.
+    CREATE INDEX steps_history ON steps
+        (pipeline, name, finished_at, status, duration_ms, lost_ms, flaky, run_id);
+    CREATE INDEX steps_failed ON steps (name) WHERE status = 'failed';
+    CREATE INDEX steps_flaky ON steps (name) WHERE flaky = 1;
+    CREATE TABLE attempts (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        exit_code INTEGER,
+        duration_ms REAL NOT NULL,
+        timed_out INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        error TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, step, number),
+        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE TABLE tests (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        suite TEXT NOT NULL,
+        classname TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duration_ms REAL NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        flaky INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, step, suite, classname, name),
+        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX tests_by_name ON tests (classname, name);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+FINISHED = ("passed", "failed", "interrupted", "abandoned")
+
+
+def journal_path(option: str | None, env: Mapping[str, str]) -> Path:
+    """--journal PATH, else $CI_ORCHESTRATOR_JOURNAL, else .ci-orchestrator/journal.db."""
+    return Path(option or env.get("CI_ORCHESTRATOR_JOURNAL") or DEFAULT_JOURNAL)
+
+
+class JournalStore:
+    """One SQLite database (a file, or memory when `path` is None)."""
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self.label = str(self.path) if self.path else ":memory:"
+        self.lock = threading.RLock()
+        self.db = self._open(read_only)
+
+    def _open(self, read_only: bool) -> sqlite3.Connection:
+        if self.path is None:
+            return self._prepared(sqlite3.connect(":memory:", check_same_thread=False))
+        if self.path.is_dir():
+            raise JournalError(f"journal {self.label} is a directory; pass --journal FILE")
+        if read_only and not self.path.exists():
+            raise JournalError(f"no journal at {self.label}: run a pipeline first, or --journal")
+        try:
+            if not read_only and self.path.parent.name == STATE_DIR.name:
+                ensure_state_dir(self.path.parent)  # our folder: it ignores itself in git
+            elif not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._prepared(self._connect(read_only))
+        except (sqlite3.Error, OSError) as exc:
+            raise self._explain(exc) from None
+
+    def _connect(self, read_only: bool) -> sqlite3.Connection:
+        if not read_only:
+            return sqlite3.connect(self.path or "", timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        uri = f"{Path(self.label).resolve().as_uri()}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:  # a read-only folder cannot hold the WAL index
+            uri = f"{Path(self.label).resolve().as_uri()}?immutable=1"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    def _prepared(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        db.isolation_level = None  # explicit transactions only
+        db.row_factory = sqlite3.Row
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {self.label} was written by a newer ci-orchestrator (schema {version},"
+                f" this one knows {SCHEMA_VERSION}): upgrade, or use another --journal"
+            )
+        if self.path is not None and not _read_only(db):
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA mmap_size=1073741824")  # reports over big journals read much faster
+        if version < SCHEMA_VERSION:
+            self._migrate(db, version)
+        return db
+
+    def _migrate(self, db: sqlite3.Connection, version: int) -> None:
+        if _read_only(db):
+            raise JournalError(f"journal {self.label} needs an upgrade but is read-only")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = db.execute("PRAGMA user_version").fetchone()[0]  # another process may won
+            for script in MIGRATIONS[current:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _explain(self, exc: BaseException) -> JournalError:
+        text = str(exc)
+        way_out = "use another --journal (or CI_ORCHESTRATOR_JOURNAL), or --no-journal"
+        if "not a database" in text or "malformed" in text:
+            return JournalError(
+                f"journal {self.label} is not a usable SQLite database ({text});"
+                f" move it away (a new one is made), or {way_out}"
+            )
+        if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+            return JournalError(f"journal {self.label} is read-only ({text}); {way_out}")
+        if "locked" in text or "busy" in text:
+            return JournalError(
+                f"journal {self.label} stayed locked by another process for"
+                f" {BUSY_TIMEOUT_S:.0f}s; try again, or {way_out}"
+            )
+        return JournalError(f"journal {self.label} cannot be used: {text}; {way_out}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite errors become one-line `JournalError`s."""
+        with self.lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            try:
+                return self.db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    # --- writing ---
+
+    def begin_run(self, run: RunRecord, *, host: str, pid: int, pid_started: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, pipeline, status, started_at, git_sha, branch, event,"
+                " pr_number, trigger, host, pid, pid_started)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, run.pipeline, run.started_at, run.git_sha, run.branch, run.event,
+                 run.pr_number, run.trigger, host, pid, pid_started),
+            )  # fmt: skip
+
+    def save_step(
+        self, run_id: str, step: StepRecord, finished_at: float | None, position: int = 0
+    ) -> None:
+        with self.transaction() as db:
+            _upsert_step(db, run_id, step, finished_at, position)
+
+    def save_attempt(self, run_id: str, step: str, attempt: AttemptRecord, started: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, step, attempt.number, attempt.exit_code, attempt.duration_ms,
+                 int(attempt.timed_out), started, attempt.error),
+            )  # fmt: skip
+
+    def finish_run(self, run_id: str, status: str, finished_at: float, duration_ms: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+                (status, finished_at, duration_ms, run_id),
+            )
+
+    def mark_abandoned(self, host: str, alive: Any) -> list[str]:
+        """Runs left 'running' on this host by a process that is gone: mark them abandoned."""
+        rows = self.query(
+            "SELECT id, pid, pid_started FROM runs WHERE status = 'running' AND host = ?", (host,)
+        )
+        dead = [r["id"] for r in rows if not alive(r["pid"], r["pid_started"])]
+        if dead:
+            with self.transaction() as db:
+                for run_id in dead:
+                    _abandon(db, run_id)
+        return dead
+
+    # --- reading ---
+
+    def load_run(self, run_id: str) -> RunRecord | None:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return self._records(rows)[0] if rows else None
+
+    def latest_run(self, pipeline: str | None = None, finished: bool = False) -> RunRecord | None:
+        where, params = ["1=1"], []
+        if pipeline is not None:
+            where.append("pipeline = ?")
+            params.append(pipeline)
+        if finished:
+            where.append("status != 'running'")
+        rows = self.query(
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT 1",
+            params,
+        )
+        return self._records(rows)[0] if rows else None
+
+    def _records(self, runs: list[sqlite3.Row]) -> list[RunRecord]:
+        """Runs with their steps, attempts and tests (few queries, not one per step)."""
+        ids = [r["id"] for r in runs]
+        marks = ",".join("?" * len(ids))
+        steps = self.query(
+            f"SELECT * FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, position", ids
+        )
+        attempts = self.query(
+            f"SELECT * FROM attempts WHERE run_id IN ({marks}) ORDER BY number", ids
+        )
+        tests = self.query(f"SELECT * FROM tests WHERE run_id IN ({marks})", ids)
+        by_step: dict[tuple[str, str], list[AttemptRecord]] = {}
+        for a in attempts:
+            by_step.setdefault((a["run_id"], a["step"]), []).append(_attempt(a))
+        cases: dict[tuple[str, str], list[TestCaseRecord]] = {}
+        for t in tests:
+            cases.setdefault((t["run_id"], t["step"]), []).append(_test(t))
+        grouped: dict[str, list[StepRecord]] = {}
+        for s in steps:
+            key = (s["run_id"], s["name"])
+            grouped.setdefault(s["run_id"], []).append(
+                _step(s, by_step.get(key, []), cases.get(key, []))
+            )
+        return [_run(r, grouped.get(r["id"], [])) for r in runs]
+
+
+def _read_only(db: sqlite3.Connection) -> bool:
+    try:
+        return bool(db.execute("PRAGMA query_only").fetchone()[0]) or _ro_probe(db)
+    except sqlite3.Error:
+        return True
+
+
+def _ro_probe(db: sqlite3.Connection) -> bool:
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    return bool(path) and not os.access(path, os.W_OK)
+
+
+def _upsert_step(
+    db: sqlite3.Connection, run_id: str, step: StepRecord, finished: float | None, position: int
+) -> None:
+    db.execute(
+        # An upsert, not INSERT OR REPLACE: a replace would delete (and cascade to) the attempts.
+        "INSERT INTO steps (run_id, pipeline, name, status, reason, started_at,"
+        " finished_at, duration_ms, attempts, exit_code, flaky, command, command_hash, needs,"
+        " log_tail, log_path, junit_problems, position, lost_ms)"
+        " VALUES (?, (SELECT pipeline FROM runs WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,"
+        " reason = excluded.reason, started_at = excluded.started_at,"
+        " finished_at = excluded.finished_at, duration_ms = excluded.duration_ms,"
+        " attempts = excluded.attempts, exit_code = excluded.exit_code, flaky = excluded.flaky,"
+        " log_tail = excluded.log_tail, log_path = excluded.log_path,"
+        " junit_problems = excluded.junit_problems, lost_ms = excluded.lost_ms",
+        (run_id, run_id, step.name, step.status, step.reason, step.started_at, finished,
+         step.duration_ms, len(step.attempts), step.exit_code, int(step.flaky), step.command,
+         command_hash(step.command), json.dumps(list(step.needs)), step.log_tail[-TAIL_CHARS:],
+         step.log_path, json.dumps(list(step.junit_problems)), position, time_lost(step)),
+    )  # fmt: skip
+    for test in step.tests:
+        db.execute(
+            "INSERT OR REPLACE INTO tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, step.name, test.suite, test.classname, test.name, test.status,
+             test.duration_ms, test.message[:TAIL_CHARS], int(test.flaky)),
+        )  # fmt: skip
+
+
+def _abandon(db: sqlite3.Connection, run_id: str) -> None:
+    last = db.execute(
+        "SELECT max(coalesce(finished_at, started_at)) FROM steps WHERE run_id = ?", (run_id,)
+    ).fetchone()[0]
+    db.execute(
+        "UPDATE steps SET status = 'cancelled', reason = 'run abandoned: the runner died'"
+        " WHERE run_id = ? AND status IN ('running', 'pending')",
+        (run_id,),
+    )
+    db.execute(
+        "UPDATE runs SET status = 'abandoned', finished_at = coalesce(?, started_at),"
+        " duration_ms = (coalesce(?, started_at) - started_at) * 1000 WHERE id = ?",
+        (last, last, run_id),
+    )
+
+
+def time_lost(step: StepRecord) -> float:
+    """What a step cost in failure: all of a failed step, the failed attempts of a retried one."""
+    if step.status == "failed":
+        return step.duration_ms
+    return sum(a.duration_ms for a in step.attempts if not a.ok)
+
+
+def command_hash(command: str | None) -> str | None:
+    if command is None:
+        return None
+    return hashlib.sha256(command.encode()).hexdigest()[:16]
+
+
+def _attempt(row: sqlite3.Row) -> AttemptRecord:
+    return AttemptRecord(
+        row["number"], row["exit_code"], row["duration_ms"], bool(row["timed_out"]), row["error"]
+    )
+
+
+def _test(row: sqlite3.Row) -> TestCaseRecord:
+    return TestCaseRecord(
+        row["suite"], row["classname"], row["name"], row["status"], row["duration_ms"],
+        row["message"], flaky=bool(row["flaky"]),
+    )  # fmt: skip
+
+
+def _step(
+    row: sqlite3.Row, attempts: list[AttemptRecord], tests: list[TestCaseRecord]
+) -> StepRecord:
+    return StepRecord(
+        name=row["name"],
+        status=row["status"],
+        reason=row["reason"],
+        duration_ms=row["duration_ms"],
+        attempts=tuple(attempts),
+        exit_code=row["exit_code"],
+        flaky=bool(row["flaky"]),
+        command=row["command"],
+        needs=tuple(json.loads(row["needs"])),
+        log_tail=row["log_tail"],
+        log_path=row["log_path"],
+        started_at=row["started_at"],
+        tests=tuple(tests),
+        junit_problems=tuple(json.loads(row["junit_problems"])),
+    )
+
+
+def _run(row: sqlite3.Row, steps: list[StepRecord]) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        pipeline=row["pipeline"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        git_sha=row["git_sha"],
+        branch=row["branch"],
+        event=row["event"],
+        pr_number=row["pr_number"],
+        trigger=row["trigger"],
+        steps=tuple(steps),
+    )
+
+
+# --- the public API ---
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One event of the journal: a run started (`start`), a step ended (`step`), a run ended
+    (`complete`). Entries are views of the runs and steps tables, so they are never out of step."""
+
+    workflow_id: str
+    event_type: str  # start | step | complete
+    step_name: str | None
+    status: str
+    timestamp: float
+    duration_ms: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EVENT_TYPES = ("start", "step", "complete")
+_ENTRIES = """
+    SELECT id AS workflow_id, 'start' AS event_type, NULL AS step_name, status,
+           started_at AS timestamp, 0.0 AS duration_ms, pipeline AS detail, 0 AS ord
+      FROM runs
+    UNION ALL
+    SELECT run_id, 'step', name, status, finished_at, duration_ms, reason, 1
+      FROM steps WHERE finished_at IS NOT NULL
+    UNION ALL
+    SELECT id, 'complete', NULL, status, finished_at, coalesce(duration_ms, 0.0), pipeline, 2
+      FROM runs WHERE finished_at IS NOT NULL
+"""
+
+
+def _entry(row: sqlite3.Row) -> JournalEntry:
+    key = "reason" if row["event_type"] == "step" else "pipeline"
+    return JournalEntry(
+        row["workflow_id"], row["event_type"], row["step_name"], row["status"],
+        row["timestamp"], row["duration_ms"], {key: row["detail"]},
+    )  # fmt: skip
+
+
+class WorkflowJournal(RunObserver):
+    """Remembers every run. Subscribe it to a runner (`observers=[journal]`) to record runs as they
+    happen, or call the `on_*` methods yourself. With no store it lives in memory."""
+
+    def __init__(
+        self, store: str | Path | JournalStore | None = None, *, context: RunContext | None = None
+    ) -> None:
+        self.store = store if isinstance(store, JournalStore) else JournalStore(store)
+        self.context = context
+        self.run_id: str | None = None
+        self.positions: dict[str, int] = {}
+        self.problem: str | None = None  # set when a write failed mid-run (disk full, ...)
+
+    # --- the observer: written as things happen ---
+
+    def run_started(self, run: RunInfo) -> None:
+        self.run_id = run.run_id
+        self.positions = {name: i for i, name in enumerate(run.steps)}
+        ctx = self.context
+        record = RunRecord(
+            run.run_id, run.pipeline, "running", run.started_at,
+            git_sha=ctx.sha if ctx else None, branch=ctx.branch if ctx else None,
+            event=ctx.event if ctx else None, pr_number=ctx.pr_number if ctx else None,
+            trigger=ctx.trigger if ctx else "local",
+        )  # fmt: skip
+        self._safely(
+            self.store.begin_run, record, host=host_name(), pid=os.getpid(),
+            pid_started=process_started(os.getpid()),
+        )  # fmt: skip
+
+    def step_started(self, step: WorkflowStep) -> None:
+        if self.run_id is not None:
+            position = self.positions.get(step.name, 0)
+            self._safely(self.store.save_step, self.run_id, step_record(step), None, position)
+
+    def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
+        if self.run_id is not None:
+            record = AttemptRecord(
+                attempt.number, attempt.exit_code, attempt.duration_ms, attempt.timed_out,
+                attempt.error,
+            )  # fmt: skip
+            self._safely(
+                self.store.save_attempt, self.run_id, step.name, record, attempt.started_at
+            )
+
+    def step_finished(self, step: WorkflowStep) -> None:
+        if self.run_id is not None:
+            position = self.positions.get(step.name, 0)
+            ended = step.started_at + step.duration_ms / 1000 if step.started_at else time.time()
+            self._safely(self.store.save_step, self.run_id, step_record(step), ended, position)
+
+    def run_finished(self, result: WorkflowResult) -> None:
+        self._safely(
+            self.store.finish_run, result.workflow_id, result.status.value, result.finished_at,
+            result.total_duration_ms,
+        )  # fmt: skip
+
+    def _safely(self, write: Any, *args: Any, **kwargs: Any) -> None:
+        """A failed write must not stop the run; it is remembered and reported at the end."""
+        try:
+            write(*args, **kwargs)
+        except JournalError as exc:
+            if self.problem is None:
+                self.problem = exc.format_message()
+
+    # --- the event-style API ---
+
+    def on_workflow_start(
+        self, workflow_id: str, name: str = "workflow", **details: Any
+    ) -> JournalEntry:
+        started = float(details.pop("timestamp", time.time()))
+        record = RunRecord(workflow_id, name, "running", started, **_run_fields(details))
+        self.store.begin_run(record, host=host_name(), pid=os.getpid(), pid_started=None)
+        return JournalEntry(workflow_id, "start", None, "running", started, 0.0, {"pipeline": name})
+
+    def on_step_complete(
+        self, workflow_id: str, step_name: str, status: str | StepStatus, duration_ms: float = 0.0,
+        **details: Any,
+    ) -> JournalEntry:  # fmt: skip
+        status = status.value if isinstance(status, StepStatus) else str(status)
+        finished = float(details.pop("timestamp", time.time()))
+        record = StepRecord(step_name, status, str(details.get("reason", "")), duration_ms,
+                            exit_code=details.get("exit_code"), flaky=bool(details.get("flaky")),
+                            command=details.get("command"))  # fmt: skip
+        self.store.save_step(workflow_id, record, finished)
+        return JournalEntry(workflow_id, "step", step_name, status, finished, duration_ms, details)
+
+    def on_workflow_complete(
+        self, workflow_id: str, status: str | bool = "passed", duration_ms: float | None = None,
+        **details: Any,
+    ) -> JournalEntry:  # fmt: skip
+        text = ("passed" if status else "failed") if isinstance(status, bool) else str(status)
+        finished = float(details.pop("timestamp", time.time()))
+        if duration_ms is None:
+            rows = self.store.query("SELECT started_at FROM runs WHERE id = ?", (workflow_id,))
+            duration_ms = (finished - rows[0][0]) * 1000 if rows else 0.0
+        self.store.finish_run(workflow_id, text, finished, duration_ms)
+        return JournalEntry(workflow_id, "complete", None, text, finished, duration_ms, details)
+
+    def record_full_workflow(self, runner: WorkflowRunner, result: WorkflowResult) -> None:
+        """Record a run that already happened (when the journal was not subscribed to it)."""
+        info = RunInfo(result.workflow_id, runner.name, result.started_at, result.steps,
+                       runner.state_dir, runner.jobs)  # fmt: skip
+        self.run_started(info)
+        for step in result.steps.values():
+            self.step_started(step)
+            for attempt in step.attempts:
+                self.attempt_finished(step, attempt)
+            self.step_finished(step)
+        self.run_finished(result)
+        if self.problem:
+            raise JournalError(self.problem)
+
+    def by_workflow_id(self, workflow_id: str) -> list[JournalEntry]:
+        return self._entries("WHERE workflow_id = ?", (workflow_id,))
+
+    def by_event_type(self, event_type: str) -> list[JournalEntry]:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"event_type must be one of {', '.join(EVENT_TYPES)}")
+        return self._entries("WHERE event_type = ?", (event_type,))
+
+    def recent(self, n: int = 10) -> list[JournalEntry]:
+        """The last `n` entries, oldest first."""
+        rows = self.store.query(
+            f"SELECT * FROM ({_ENTRIES}) ORDER BY timestamp DESC, ord DESC LIMIT ?", (n,)
+        )
+        return [_entry(r) for r in reversed(rows)]
+
+    def _entries(self, where: str, params: Sequence[Any]) -> list[JournalEntry]:
+        rows = self.store.query(
+            f"SELECT * FROM ({_ENTRIES}) {where} ORDER BY timestamp, ord", params
+        )
+        return [_entry(r) for r in rows]
+
+    @property
+    def entry_count(self) -> int:
+        return int(self.store.query(f"SELECT count(*) FROM ({_ENTRIES})")[0][0])
+
+    def clear(self) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM runs")
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _run_fields(details: Mapping[str, Any]) -> dict[str, Any]:
+    allowed = ("git_sha", "branch", "event", "pr_number", "trigger")
+    return {k: details[k] for k in allowed if k in details}
+
+
+def step_record(step: WorkflowStep) -> StepRecord:
+    """What the journal keeps of a runner step."""
+    return StepRecord(
+        name=step.name,
+        status=step.status.value,
+        reason=step.reason,
+        duration_ms=step.duration_ms,
+        attempts=tuple(
+            AttemptRecord(a.number, a.exit_code, a.duration_ms, a.timed_out, a.error)
+            for a in step.attempts
+        ),
+        exit_code=step.exit_code,
+        flaky=step.flaky,
+        command=step.command,
+        needs=tuple(step.depends_on),
+        log_tail=step.tail[-TAIL_CHARS:],
+        log_path=step.log_path,
+        started_at=step.started_at,
+        tests=tuple(step.tests),
+        junit_problems=tuple(step.junit_problems),
+    )
+
+
+# --- which process wrote a run ---
+
+
+def host_name() -> str:
+    return os.uname().nodename
+
+
+def process_started(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def process_alive(pid: int | None, started: str | None) -> bool:
+    """Is the process that wrote a run still running (zombies and reused pids count as gone)?"""
+    if pid is None:
+        return False
+    from ci_orchestrator.shell import process_gone
+
+    if os.path.isdir("/proc"):
+        return not process_gone(pid) and (started is None or process_started(pid) == started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- export, import, prune ---
+
+
+def export_runs(store: JournalStore, out: IO[str], since: float | None = None) -> int:
+    """Every run as one JSON line (steps, attempts and tests inside); returns the count."""
+    rows = store.query(
+        "SELECT * FROM runs WHERE started_at >= ? ORDER BY started_at", (since or 0.0,)
+    )
+    count = 0
+    for start in range(0, len(rows), 500):
+        for run in store._records(rows[start : start + 500]):
+            out.write(json.dumps(run_to_json(run), separators=(",", ":")) + "\n")
+            count += 1
+    return count
+
+
+def run_to_json(run: RunRecord) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {"format": "ci-orchestrator-run/1", **asdict(run)}
+
+
+def run_from_json(data: Mapping[str, Any]) -> RunRecord:
+    steps = tuple(
+        StepRecord(
+            **{
+                **s,
+                "attempts": tuple(AttemptRecord(**a) for a in s.get("attempts", ())),
+                "tests": tuple(TestCaseRecord(**t) for t in s.get("tests", ())),
+                "needs": tuple(s.get("needs", ())),
+                "junit_problems": tuple(s.get("junit_problems", ())),
+            }
+        )
+        for s in data.get("steps", ())
+    )
+    fields = {k: v for k, v in data.items() if k not in ("format", "steps")}
+    return RunRecord(**fields, steps=steps)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    updated: int
+    present: int
+
+
+def import_runs(
+    store: JournalStore, runs: Iterable[RunRecord], source: str = "import"
+) -> ImportResult:
+    """Add runs; a run already there is kept unless ours is still 'running' and theirs is done."""
+    added = updated = present = 0
+    with store.transaction() as db:
+        for run in runs:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()
+            if row is not None and not (row[0] == "running" and run.status != "running"):
+                present += 1
+                continue
+            if row is not None:
+                db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+                updated += 1
+            else:
+                added += 1
+            _insert_run(db, run, source)
+    return ImportResult(added, updated, present)
+
+
+def _insert_run(db: sqlite3.Connection, run: RunRecord, source: str) -> None:
+    db.execute(
+        "INSERT INTO runs (id, pipeline, status, started_at, finished_at, duration_ms, git_sha,"
+        " branch, event, pr_number, trigger, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run.id, run.pipeline, run.status, run.started_at, run.finished_at, run.duration_ms,
+         run.git_sha, run.branch, run.event, run.pr_number, run.trigger, source),
+    )  # fmt: skip
+    for position, step in enumerate(run.steps):
+        finished = (step.started_at or run.started_at) + step.duration_ms / 1000
+        done = step.status not in ("running", "pending")
+        _upsert_step(db, run.id, step, finished if done else None, position)
+        for attempt in step.attempts:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, step.name, attempt.number, attempt.exit_code, attempt.duration_ms,
+                 int(attempt.timed_out), None, attempt.error),
+            )  # fmt: skip
+
+
+def prune(store: JournalStore, before: float) -> int:
+    with store.transaction() as db:
+        return db.execute("DELETE FROM runs WHERE started_at < ?", (before,)).rowcount
+
+
+def run_record(result: WorkflowResult, context: RunContext | None = None) -> RunRecord:
+    """A finished runner result as the record reports are made from."""
+    return RunRecord(
+        id=result.workflow_id,
+        pipeline=result.pipeline,
+        status=result.status.value,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duration_ms=result.total_duration_ms,
+        git_sha=context.sha if context else None,
+        branch=context.branch if context else None,
+        event=context.event if context else None,
+        pr_number=context.pr_number if context else None,
+        trigger=context.trigger if context else "local",
+        steps=tuple(step_record(step) for step in result.steps.values()),
+    )

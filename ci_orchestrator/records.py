@@ -1,0 +1,175 @@
+"""Values that describe finished work: what the journal stores and what the reports render.
+
+Plain frozen dataclasses, so that renderers (JUnit, Markdown, terminal) are pure functions of them
+and tests can build them by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    exit_code: int | None
+    duration_ms: float
+    timed_out: bool = False
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.timed_out and self.exit_code in (0, None)
+
+
+@dataclass(frozen=True)
+class TestCaseRecord:
+    """One test case read from a step's JUnit file (`junit:`)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    suite: str
+    classname: str
+    name: str
+    status: str  # passed | failed | error | skipped
+    duration_ms: float = 0.0
+    message: str = ""
+    output: str = ""
+    flaky: bool = False  # failed, then passed on a rerun (Surefire flakyFailure/flakyError)
+
+    @property
+    def id(self) -> str:
+        return f"{self.classname}.{self.name}" if self.classname else self.name
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    name: str
+    status: str  # completed | failed | skipped | cancelled | running | pending
+    reason: str = ""
+    duration_ms: float = 0.0
+    attempts: tuple[AttemptRecord, ...] = ()
+    exit_code: int | None = None
+    flaky: bool = False
+    command: str | None = None
+    needs: tuple[str, ...] = ()
+    log_tail: str = ""
+    log_path: str | None = None
+    started_at: float | None = None
+    tests: tuple[TestCaseRecord, ...] = ()
+    junit_problems: tuple[str, ...] = ()  # "reports/x.xml: not found", ...
+    median_ms: float | None = None  # the step's historical median, when the journal knows it
+
+    @property
+    def timed_out(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1].timed_out
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    pipeline: str
+    status: str  # running | passed | failed | interrupted | abandoned
+    started_at: float
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    git_sha: str | None = None
+    branch: str | None = None
+    event: str | None = None
+    pr_number: int | None = None
+    trigger: str = "local"
+    steps: tuple[StepRecord, ...] = ()
+
+    def step(self, name: str) -> StepRecord:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def failed_steps(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    @property
+    def flaky_steps(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.flaky]
+
+
+# --- what analytics computes from many runs ---
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """A step that fails often or costs much time in failures and retries."""
+
+    step: str
+    failures: int
+    runs: int
+    time_lost_ms: float
+    last_failed_at: float | None = None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.runs if self.runs else 0.0
+
+
+@dataclass(frozen=True)
+class FlakyStep:
+    """A step (or test, when `test` is set) that both failed and passed for the same code."""
+
+    step: str
+    flaky_runs: int
+    runs: int
+    test: str | None = None
+
+    @property
+    def flake_rate(self) -> float:
+        return self.flaky_runs / self.runs if self.runs else 0.0
+
+
+@dataclass(frozen=True)
+class StepStats:
+    step: str
+    runs: int
+    passed: int
+    failed: int
+    skipped: int
+    p50_ms: float | None
+    p95_ms: float | None
+    time_lost_ms: float = 0.0
+
+    @property
+    def reliability(self) -> float | None:
+        """passed / (passed + failed); None when it never ran to an outcome."""
+        done = self.passed + self.failed
+        return self.passed / done if done else None
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A step whose recent median duration grew against its earlier median."""
+
+    step: str
+    recent_median_ms: float
+    earlier_median_ms: float
+    recent_runs: int
+    earlier_runs: int
+
+    @property
+    def change(self) -> float:
+        return self.recent_median_ms / self.earlier_median_ms - 1 if self.earlier_median_ms else 0.0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Everything a report shows: one run in detail (optional) and history around it."""
+
+    title: str
+    run: RunRecord | None = None
+    runs_considered: int = 0
+    since: float | None = None
+    pass_rate: float | None = None
+    mean_duration_ms: float | None = None
+    hotspots: tuple[Hotspot, ...] = ()
+    flaky: tuple[FlakyStep, ...] = ()
+    regressions: tuple[Regression, ...] = ()
+    stats: tuple[StepStats, ...] = ()
+    critical_path: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,295 @@
+"""The journal: SQLite files written while pipelines really run, and read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ci_orchestrator.errors import JournalError
+from ci_orchestrator.journal import (
+    SCHEMA_VERSION,
+    JournalEntry,
+    JournalStore,
+    WorkflowJournal,
+    export_runs,
+    import_runs,
+    run_from_json,
+)
+from ci_orchestrator.runner import StepStatus, WorkflowRunner
+from ci_orchestrator.shell import process_gone
+from tests.conftest import cli
+
+Write = Callable[[str, str], Path]
+
+
+def test_in_memory_journal_records_a_runner(tmp_path: Path) -> None:
+    journal = WorkflowJournal()
+    runner = WorkflowRunner("mem", observers=[journal], state_dir=tmp_path)
+    runner.add_step("a", "echo hi")
+    runner.add_step("b", "exit 1", ["a"])
+    result = runner.run()
+    entries = journal.by_workflow_id(result.workflow_id)
+    assert [(e.event_type, e.step_name, e.status) for e in entries] == [
+        ("start", None, "failed"),
+        ("step", "a", "completed"),
+        ("step", "b", "failed"),
+        ("complete", None, "failed"),
+    ]
+    assert journal.entry_count == 4
+    assert [e.event_type for e in journal.by_event_type("step")] == ["step", "step"]
+    assert journal.recent(2)[-1].event_type == "complete"
+    run = journal.store.load_run(result.workflow_id)
+    assert run is not None
+    assert run.step("b").exit_code == 1
+    assert run.step("a").log_tail == "hi\n"
+    assert run.step("b").needs == ("a",)
+
+
+def test_event_api_by_hand_and_clear() -> None:
+    journal = WorkflowJournal()
+    assert journal.entry_count == 0
+    assert journal.recent() == []
+    start = journal.on_workflow_start("w1", "deploy", timestamp=100.0, branch="main")
+    step = journal.on_step_complete("w1", "build", StepStatus.COMPLETED, 250.0, timestamp=101.0)
+    done = journal.on_workflow_complete("w1", True, timestamp=102.0)
+    assert isinstance(start, JournalEntry)
+    assert (step.status, step.duration_ms) == ("completed", 250.0)
+    assert (done.status, done.duration_ms) == ("passed", 2000.0)
+    assert [e.timestamp for e in journal.by_workflow_id("w1")] == [100.0, 101.0, 102.0]
+    with pytest.raises(ValueError, match="event_type must be one of"):
+        journal.by_event_type("finish")
+    journal.clear()
+    assert journal.entry_count == 0
+
+
+def test_record_full_workflow_after_the_fact(tmp_path: Path) -> None:
+    runner = WorkflowRunner("later", state_dir=tmp_path)
+    runner.add_step("x", lambda: 1)
+    result = runner.run()
+    journal = WorkflowJournal(tmp_path / "j.db")
+    journal.record_full_workflow(runner, result)
+    assert [e.event_type for e in journal.by_workflow_id(result.workflow_id)] == [
+        "start",
+        "step",
+        "complete",
+    ]
+
+
+def test_file_journal_is_wal_and_versioned(tmp_path: Path) -> None:
+    WorkflowJournal(tmp_path / "j.db").close()
+    db = sqlite3.connect(tmp_path / "j.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_state_folder_ignores_itself(tmp_path: Path) -> None:
+    JournalStore(Path(".ci-orchestrator") / "journal.db").close()
+    assert (Path(".ci-orchestrator") / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_kill_9_mid_run_keeps_what_finished_and_the_next_run_marks_it_abandoned(
+    write: Write, tmp_path: Path
+) -> None:
+    write(
+        ".ci-orchestrator.yml",
+        f"""
+        name: killed
+        steps:
+          quick: {{run: 'echo done'}}
+          hang: {{run: 'echo $$ > {tmp_path}/hang.pid; [ -e {tmp_path}/go ] || sleep 60', needs: [quick]}}
+          after: {{run: 'echo after', needs: [hang]}}
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci_orchestrator", "run"], stdout=subprocess.DEVNULL
+    )
+    pid_file = tmp_path / "hang.pid"
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the orphaned step: nobody else will
+    (tmp_path / "go").touch()
+
+    store = JournalStore(Path(".ci-orchestrator/journal.db"))
+    run = store.latest_run("killed")
+    assert run is not None
+    assert run.status == "running"
+    assert run.step("quick").status == "completed"
+    assert run.step("hang").status == "running"
+
+    rerun = cli("run", "--rerun-failed")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "quick" not in rerun.stdout
+    assert "after" in rerun.stdout
+    old = store.load_run(run.id)
+    assert old is not None
+    assert old.status == "abandoned"
+    assert old.step("hang").status == "cancelled"
+    assert old.step("hang").reason == "run abandoned: the runner died"
+
+
+def test_two_pipelines_at_once_lose_nothing(write: Write) -> None:
+    for name in ("one", "two"):
+        steps = "\n".join(f"  s{i}: {{run: 'echo {name}{i}'}}" for i in range(30))
+        write(f"{name}.yml", f"name: {name}\nsteps:\n{steps}\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ci_orchestrator", "run", f"{n}.yml", "-j", "4"],
+            stdout=subprocess.DEVNULL,
+        )
+        for n in ("one", "two")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = JournalStore(Path(".ci-orchestrator/journal.db"))
+    rows = store.query(
+        "SELECT pipeline, status, (SELECT count(*) FROM steps WHERE run_id = id) FROM runs"
+    )
+    assert sorted(tuple(r) for r in rows) == [("one", "passed", 30), ("two", "passed", 30)]
+    assert store.query("SELECT count(*) FROM attempts")[0][0] == 60
+
+
+def test_export_then_import_twice_adds_once(tmp_path: Path) -> None:
+    source = WorkflowJournal(tmp_path / "a.db")
+    runner = WorkflowRunner("exp", observers=[source], state_dir=tmp_path)
+    runner.add_step("a", "echo a")
+    runner.add_step("b", "exit 2", ["a"])
+    runner.run()
+    lines = tmp_path / "runs.jsonl"
+    with lines.open("w") as out:
+        assert export_runs(source.store, out) == 1
+    target = JournalStore(tmp_path / "b.db")
+    runs = [run_from_json(json.loads(line)) for line in lines.read_text().splitlines()]
+    first = import_runs(target, runs)
+    second = import_runs(target, runs)
+    assert (first.added, second.added, second.present) == (1, 0, 1)
+    original = source.store.latest_run()
+    copied = target.latest_run()
+    assert original is not None
+    assert copied is not None
+    assert copied.steps == original.steps
+
+
+def test_journal_commands_through_the_cli(write: Write) -> None:
+    write("p.yml", "name: p\nsteps:\n  a: {run: 'echo a'}\n")
+    assert cli("run", "p.yml").returncode == 0
+    exported = cli("journal", "export")
+    assert exported.returncode == 0
+    Path("runs.jsonl").write_text(exported.stdout)
+    first = cli("journal", "import", "runs.jsonl", "--journal", "other.db")
+    again = cli("journal", "merge", "runs.jsonl", "--journal", "other.db")
+    assert first.stdout == "imported 1 new runs, updated 0, 0 already present\n"
+    assert again.stdout == "imported 0 new runs, updated 0, 1 already present\n"
+    info = cli("journal", "info", "--journal", "other.db")
+    assert "1 runs, 1 steps" in info.stdout
+    pruned = cli("journal", "prune", "--older-than", "90d", "--journal", "other.db")
+    assert pruned.stdout == "removed 0 runs older than 90d\n"
+    Path("bad.jsonl").write_text('{"format": "ci-orchestrator-run/1"}\nnot json\n')
+    bad = cli("journal", "import", "bad.jsonl", "--journal", "other.db")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: bad.jsonl:1: expected a run from `journal export`")
+
+
+def test_env_var_and_option_choose_the_journal(write: Write) -> None:
+    write("p.yml", "steps:\n  a: {run: 'true'}\n")
+    assert cli("run", "p.yml", CI_ORCHESTRATOR_JOURNAL="env.db").returncode == 0
+    assert cli("run", "p.yml", "--journal", "opt.db").returncode == 0
+    assert cli("run", "p.yml", "--no-journal").returncode == 0
+    assert Path("env.db").exists()
+    assert Path("opt.db").exists()
+    assert not Path(".ci-orchestrator/journal.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("text", "is not a usable SQLite database"),
+        ("truncated", "is not a usable SQLite database"),
+        ("newer", "was written by a newer ci-orchestrator (schema 99"),
+        ("directory", "is a directory"),
+    ],
+)
+def test_journals_that_cannot_be_used_stop_the_run_with_one_line(
+    setup: str, expected: str, write: Write, tmp_path: Path
+) -> None:
+    write("p.yml", f"steps:\n  a: {{run: 'touch {tmp_path}/ran'}}\n")
+    journal = tmp_path / "j.db"
+    if setup == "text":
+        journal.write_text("this is not a database\n" * 100)
+    elif setup == "truncated":
+        WorkflowJournal(journal).close()
+        data = journal.read_bytes()
+        journal.write_bytes(data[:100] + b"\x00garbage" * 500)
+    elif setup == "newer":
+        db = sqlite3.connect(journal)
+        db.execute("PRAGMA user_version=99")
+        db.close()
+    else:
+        journal.mkdir()
+    done = cli("run", "p.yml", "--journal", str(journal))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert expected in lines[0]
+    assert "--journal" in lines[0]
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
+def test_read_only_journal(write: Write, tmp_path: Path) -> None:
+    write("p.yml", "steps:\n  a: {run: 'true'}\n")
+    journal = tmp_path / "ro.db"
+    WorkflowJournal(journal).close()
+    journal.chmod(0o444)
+    done = cli("run", "p.yml", "--journal", str(journal))
+    assert done.returncode == 2
+    assert "read-only" in done.stderr
+
+
+def test_read_only_journal_as_root_via_query_only(tmp_path: Path) -> None:
+    """Root ignores file modes, so make SQLite itself refuse writes and check the message."""
+    store = JournalStore(tmp_path / "j.db")
+    store.db.execute("PRAGMA query_only=1")
+    with pytest.raises(JournalError, match=r"is read-only .*--no-journal"):
+        store.finish_run("x", "passed", 1.0, 1.0)
+
+
+def test_a_locked_journal_waits_then_explains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ci_orchestrator.journal as journal_module
+
+    path = tmp_path / "j.db"
+    WorkflowJournal(path).close()
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT_S", 0.2)
+    store = JournalStore(path)
+    with pytest.raises(JournalError, match="stayed locked by another process"):
+        store.finish_run("x", "passed", 1.0, 1.0)
+    holder.rollback()
+    store.finish_run("x", "passed", 1.0, 1.0)  # works once the lock is gone
+
+
+def test_reused_or_zombie_pids_count_as_dead() -> None:
+    from ci_orchestrator.journal import process_alive, process_started
+
+    me = os.getpid()
+    assert process_alive(me, process_started(me))
+    assert not process_alive(me, "1")  # same pid, another start time: a reused pid
+    child = subprocess.Popen(["true"])
+    while not process_gone(child.pid):
+        time.sleep(0.01)
+    assert not process_alive(child.pid, None)  # a zombie (not yet reaped) is gone
+    child.wait()
