@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +150,28 @@ class JournalStore:
                 ensure_state_dir(self.path.parent)  # our folder: it ignores itself in git
             elif not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self._prepared(self._connect(read_only))
+            return self._open_waiting(read_only)
         except (sqlite3.Error, OSError) as exc:
             raise self._explain(exc) from None
+
+    def _open_waiting(self, read_only: bool) -> sqlite3.Connection:
+        """Open and prepare, waiting out other processes doing the same: switching to WAL or
+        migrating can answer 'locked' at once, without SQLite's busy handler."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.01
+        while True:
+            db = self._connect(read_only)
+            try:
+                return self._prepared(db)
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            except BaseException:
+                db.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def _connect(self, read_only: bool) -> sqlite3.Connection:
         if not read_only:
@@ -358,7 +377,7 @@ def _upsert_step(
         " reason = excluded.reason, started_at = excluded.started_at,"
         " finished_at = excluded.finished_at, duration_ms = excluded.duration_ms,"
         " attempts = excluded.attempts, exit_code = excluded.exit_code, flaky = excluded.flaky,"
-        " log_tail = excluded.log_tail, log_path = excluded.log_path,"
+        " log_tail = excluded.log_tail, log_path = excluded.log_path, command = excluded.command,"
         " junit_problems = excluded.junit_problems, lost_ms = excluded.lost_ms",
         (run_id, run_id, step.name, step.status, step.reason, step.started_at, finished,
          step.duration_ms, len(step.attempts), step.exit_code, int(step.flaky), step.command,
@@ -503,6 +522,7 @@ class WorkflowJournal(RunObserver):
         self.context = context
         self.run_id: str | None = None
         self.positions: dict[str, int] = {}
+        self.mask: Callable[[str], str] = _unmasked  # secrets stay out of the journal
         self.problem: str | None = None  # set when a write failed mid-run (disk full, ...)
 
     # --- the observer: written as things happen ---
@@ -525,7 +545,9 @@ class WorkflowJournal(RunObserver):
     def step_started(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
-            self._safely(self.store.save_step, self.run_id, step_record(step), None, position)
+            self._safely(
+                self.store.save_step, self.run_id, step_record(step, self.mask), None, position
+            )
 
     def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
         if self.run_id is not None:
@@ -541,7 +563,9 @@ class WorkflowJournal(RunObserver):
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
             ended = step.started_at + step.duration_ms / 1000 if step.started_at else time.time()
-            self._safely(self.store.save_step, self.run_id, step_record(step), ended, position)
+            self._safely(
+                self.store.save_step, self.run_id, step_record(step, self.mask), ended, position
+            )
 
     def run_finished(self, result: WorkflowResult) -> None:
         self._safely(
@@ -643,12 +667,16 @@ def _run_fields(details: Mapping[str, Any]) -> dict[str, Any]:
     return {k: details[k] for k in allowed if k in details}
 
 
-def step_record(step: WorkflowStep) -> StepRecord:
-    """What the journal keeps of a runner step."""
+def _unmasked(text: str) -> str:
+    return text
+
+
+def step_record(step: WorkflowStep, mask: Callable[[str], str] = _unmasked) -> StepRecord:
+    """What the journal keeps of a runner step (`mask` hides secrets in the texts)."""
     return StepRecord(
         name=step.name,
         status=step.status.value,
-        reason=step.reason,
+        reason=mask(step.reason),
         duration_ms=step.duration_ms,
         attempts=tuple(
             AttemptRecord(a.number, a.exit_code, a.duration_ms, a.timed_out, a.error)
@@ -656,9 +684,9 @@ def step_record(step: WorkflowStep) -> StepRecord:
         ),
         exit_code=step.exit_code,
         flaky=step.flaky,
-        command=step.command,
+        command=mask(step.command) if step.command is not None else None,
         needs=tuple(step.depends_on),
-        log_tail=step.tail[-TAIL_CHARS:],
+        log_tail=mask(step.tail[-TAIL_CHARS:]),
         log_path=step.log_path,
         started_at=step.started_at,
         tests=tuple(step.tests),
@@ -790,7 +818,11 @@ def prune(store: JournalStore, before: float) -> int:
         return db.execute("DELETE FROM runs WHERE started_at < ?", (before,)).rowcount
 
 
-def run_record(result: WorkflowResult, context: RunContext | None = None) -> RunRecord:
+def run_record(
+    result: WorkflowResult,
+    context: RunContext | None = None,
+    mask: Callable[[str], str] = _unmasked,
+) -> RunRecord:
     """A finished runner result as the record reports are made from."""
     return RunRecord(
         id=result.workflow_id,
@@ -804,5 +836,5 @@ def run_record(result: WorkflowResult, context: RunContext | None = None) -> Run
         event=context.event if context else None,
         pr_number=context.pr_number if context else None,
         trigger=context.trigger if context else "local",
-        steps=tuple(step_record(step) for step in result.steps.values()),
+        steps=tuple(step_record(step, mask) for step in result.steps.values()),
     )

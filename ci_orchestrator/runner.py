@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ci_orchestrator import graph
 from ci_orchestrator.errors import WorkflowError
@@ -26,6 +26,9 @@ from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
 from ci_orchestrator.shell import DEFAULT_GRACE, CancelToken, run_shell
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
+
+if TYPE_CHECKING:
+    from ci_orchestrator.github.actions import MaskedStream, Masker
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +252,7 @@ class WorkflowRunner:
         weights: Mapping[str, float] | None = None,
         env: Mapping[str, str] | None = None,
         run_id: str | None = None,
+        mask: Masker | None = None,
     ) -> None:
         self.name = name
         self.jobs = max(1, jobs or os.cpu_count() or 1)
@@ -258,6 +262,7 @@ class WorkflowRunner:
         self.weights = dict(weights or {})
         self.env = env
         self.run_id = run_id
+        self.mask = mask  # secrets to keep out of logs, the terminal and the journal
         self.steps: dict[str, WorkflowStep] = {}
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
@@ -652,17 +657,21 @@ class _Execution:
         output_file = Path(self.env["CI_ORCHESTRATOR_OUTPUT"])
         if number > 1:
             output_file.unlink(missing_ok=True)
+        stream = self.masked_stream()
         outcome = run_shell(
             step.action,
-            log=self.log,
+            log=stream or self.log,
             env=self.env,
             cwd=step.cwd,
             timeout=step.timeout,
             cancel=self.token,
             grace=step.grace,
-            on_output=self.forward,
+            on_output=None if stream else self.forward,
         )
         step.tail = outcome.tail.decode("utf-8", errors="replace")
+        if stream is not None:
+            stream.close()
+            step.tail = stream.masker(step.tail)
         if outcome.error:
             raise OSError(outcome.error)
         if outcome.cancelled:
@@ -672,6 +681,16 @@ class _Execution:
         if outcome.exit_code != 0:
             raise ExitFailure(outcome.exit_code or 1)
         step.result = read_outputs(output_file)
+
+    def masked_stream(self) -> MaskedStream | None:
+        """With secrets to hide, output is masked line by line before the log and the terminal."""
+        mask = self.run_.runner.mask
+        if mask is None:
+            return None
+        from ci_orchestrator.github.actions import MaskedStream
+
+        assert self.log is not None
+        return MaskedStream(mask, [self.log.write, self.forward])
 
     def forward(self, chunk: bytes) -> None:
         for observer in self.run_.runner.observers:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 TAIL_BYTES = 64 * 1024
 DEFAULT_GRACE = 5.0
@@ -29,6 +29,12 @@ _POLL = 0.05  # only where the kernel gives no pidfd, and while waiting for stra
 _ABANDON = 1.0  # after SIGKILL, how long to wait for the output pipe to close
 
 OutputCallback = Callable[[bytes], None]
+
+
+class Sink(Protocol):
+    """Where a step's output goes: a binary file, or anything with `write(bytes)`."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def shell_argv(command: str) -> list[str]:
@@ -120,7 +126,7 @@ class _Tail:
 def run_shell(
     command: str,
     *,
-    log: BinaryIO,
+    log: Sink,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     timeout: float | None = None,
@@ -175,7 +181,7 @@ class _Watch:
     def __init__(
         self,
         proc: subprocess.Popen[bytes],
-        log: BinaryIO,
+        log: Sink,
         on_output: OutputCallback | None,
         tail: _Tail,
         cancel: CancelToken | None,

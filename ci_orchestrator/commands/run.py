@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ci_orchestrator.config import Overrides, Pipeline, apply_overrides, build_runner, load_pipeline
 from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.github.actions import (
+    Masker,
+    append_summary,
+    in_actions,
+    set_outputs,
+    summary_room,
+)
 from ci_orchestrator.gitinfo import RunContext, detect
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
 from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
@@ -21,6 +28,7 @@ from ci_orchestrator.state import STATE_DIR, ensure_state_dir
 
 if TYPE_CHECKING:
     from ci_orchestrator.journal import WorkflowJournal
+    from ci_orchestrator.records import RunRecord
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,11 @@ def run(
         out.write(format_plan(pipeline, options))
         return ExitCode.OK
     context = detect(env)
-    runner = make_runner(pipeline, options, context, env, out, journal)
+    masker = Masker.from_env(env)
+    runner = make_runner(pipeline, options, context, env, out, journal, masker)
     with interrupts_stop(runner):
         result = runner.run()
-    finish(result, context, options, journal)
+    finish(result, context, options, journal, env, masker)
     return exit_code(result)
 
 
@@ -105,11 +114,13 @@ def make_runner(
     env: dict[str, str],
     out: TextIO,
     journal: WorkflowJournal | None = None,
+    masker: Masker | None = None,
 ) -> WorkflowRunner:
     ensure_state_dir(options.state_dir)
-    github = env.get("GITHUB_ACTIONS") == "true"
+    github = in_actions(env)
+    mask = masker if masker is not None and (github or masker) else None
     reporter = TerminalReporter(
-        out, color=use_color(out, env), verbosity=options.verbosity, github=github
+        out, color=use_color(out, env), verbosity=options.verbosity, github=github, mask=mask
     )
     observers: list[RunObserver] = [reporter]
     weights: dict[str, float] = {}
@@ -117,6 +128,8 @@ def make_runner(
         from ci_orchestrator.analytics import Scope, WorkflowAnalytics
 
         journal.context = context
+        if mask is not None:
+            journal.mask = mask
         observers.append(journal)
         weights = WorkflowAnalytics(journal, Scope(pipeline=pipeline.name)).medians()
     return build_runner(
@@ -127,6 +140,7 @@ def make_runner(
         state_dir=options.state_dir,
         env={**env, **context.env()},
         weights=weights,
+        mask=mask,
     )
 
 
@@ -135,18 +149,50 @@ def finish(
     context: RunContext,
     options: RunOptions,
     journal: WorkflowJournal | None,
+    env: Mapping[str, str],
+    masker: Masker,
 ) -> None:
-    """After the run: the JUnit file, and a warning if the journal missed anything."""
+    """After the run: the JUnit file; in GitHub Actions the step outputs and the job summary;
+    a warning if the journal missed anything. None of it changes the run's exit code."""
+    from ci_orchestrator.journal import run_record
+
+    record = run_record(result, context, masker)
     if options.junit is not None:
-        from ci_orchestrator.journal import run_record
         from ci_orchestrator.render.junit import write_junit
 
-        write_junit(run_record(result, context), options.junit)
+        write_junit(record, options.junit)
+    if in_actions(env):
+        set_outputs(action_outputs(result, options), env)
+        append_summary(masker(job_summary(record, journal, env)), env)
     if journal is not None and journal.problem:
         print(
             f"warning: the journal did not record all of this run: {journal.problem}",
             file=sys.stderr,
         )
+
+
+def action_outputs(result: WorkflowResult, options: RunOptions) -> dict[str, str]:
+    """The outputs the composite action exposes."""
+    return {
+        "success": "true" if result.success else "false",
+        "failed-steps": ",".join(result.failed_steps),
+        "flaky-steps": ",".join(result.flaky_steps),
+        "junit-path": str(options.junit or ""),
+        "run-id": result.workflow_id,
+        "status": result.status.value,
+    }
+
+
+def job_summary(record: RunRecord, journal: WorkflowJournal | None, env: Mapping[str, str]) -> str:
+    """The run's Markdown report, with history when there is a journal, within the 1 MiB."""
+    from ci_orchestrator.analytics import Scope, WorkflowAnalytics
+    from ci_orchestrator.journal import JournalStore
+    from ci_orchestrator.render.markdown import render_markdown
+
+    store = journal.store if journal is not None else JournalStore()
+    title = f"{record.pipeline} health"
+    health = WorkflowAnalytics(store, Scope(pipeline=record.pipeline)).health_report(title, record)
+    return render_markdown(health, budget=summary_room(env))
 
 
 def exit_code(result: WorkflowResult) -> int:

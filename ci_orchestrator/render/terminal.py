@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from ci_orchestrator.durations import format_seconds
+from ci_orchestrator.github.actions import command
 from ci_orchestrator.runner import RunInfo, RunObserver, StepStatus, WorkflowResult, WorkflowStep
 
 WIDTH = 79
@@ -275,15 +276,6 @@ class TerminalReporter(RunObserver):
 
 
 def github_error(step: WorkflowStep) -> str:
-    """A `::error` workflow command for a failed step, escaped as GitHub requires."""
-    title = escape_property(f"{step.name} failed")
+    """A `::error` workflow command for a failed step: its reason and the last lines of its log."""
     lines = [step.reason, *step.tail.rstrip("\n").splitlines()[-10:]]
-    return f"::error title={title}::{escape_data(chr(10).join(lines))}"
-
-
-def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+    return command("error", "\n".join(lines), title=f"{step.name} failed")

@@ -1,0 +1,670 @@
+"""Markdown for a PR comment, a job summary or the nightly issue (pure: a report in, text out).
+
+Sections, most important first: status header, step table, failures (log tails in `<details>`),
+flaky steps and tests, failure hotspots, duration regressions, per-step stats, Mermaid graph (and
+the report's notes). Each section is rendered in a few variants, from complete to compact to left
+out. `fit` starts with the complete ones and walks `_STAGES` until the text fits the byte budget:
+log tails are shortened first, then sections are left out from the lowest priority up, and what
+was cut is said in a closing note. Failed steps keep at least a line each with their name until
+nothing else is left.
+
+Escaping, by where the text lands:
+- Markdown text (`md`): one line; backslash, backtick and * _ [ ] < > & | ~ $ backslash-escaped
+  (so no emphasis, code, links, raw HTML, entities, strikethrough, math or table-cell breaks), a
+  block marker at the start (# + = - 1.) escaped too, and `@` followed by a zero-width joiner so
+  that nobody is mentioned (pinged).
+- HTML (`html_text`, inside `<summary>`): entity-escaped, one line, `@` neutralised the same way.
+- Inline code (`code`): never inside tables; delimited by a backtick run longer than any inside.
+- Log tails (`fenced`): a fence of backticks longer than any backtick run in the text, so no line
+  of output can close it; inside it `</details>`, HTML and mentions are inert text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ci_orchestrator.durations import format_seconds
+from ci_orchestrator.records import HealthReport, RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.render.graph import to_mermaid
+
+COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)
+SUMMARY_BUDGET = 1024 * 1024  # GitHub's limit on a step's job summary (bytes)
+# Log tail size per failed step, (lines, characters), from the complete form to "a few lines".
+TAIL_LEVELS = ((50, 6000), (20, 2500), (10, 1200), (5, 600))
+CELL_LIMIT = 200  # characters of a reason or message in a table cell or list item
+FAILED_TESTS_SHOWN = 10
+
+_STEP_ICONS = {
+    "completed": "✅",
+    "failed": "❌",
+    "skipped": "⏭️",
+    "cancelled": "⛔",
+    "running": "🔄",
+    "pending": "⏳",
+}
+_FLAKY_ICON = "⚠️"
+_MINUS = "\u2212"
+_RUN_ICONS = {"passed": "✅", "failed": "❌"}  # interrupted, abandoned, running: ⚠️
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~$])")
+_BLOCK_START = re.compile(r"^(?:([#+=-])|(\d+)([.)]))")
+_BACKTICKS = re.compile(r"`+")
+_NEWLINES = re.compile(r"[\r\n]+")
+_UNENCODABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Terminal colour and cursor sequences (CSI, OSC, two-character escapes): noise in any report.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to render a section ("" when it is left out), and what it leaves out or shortens
+    against the complete form, for the closing note."""
+
+    text: str
+    left_out: str = ""
+    shortened: str = ""
+
+
+# Render order; a section with no content has the single variant Variant("").
+_ORDER = (
+    "header",
+    "steps",
+    "failures",
+    "flaky",
+    "hotspots",
+    "regressions",
+    "stats",
+    "graph",
+    "notes",
+)
+# How `fit` degrades, as (section, how far): "shorten" goes down to the last variant that leaves
+# nothing out, "compact" to the last but one, "last" all the way. Tails first, then sections from
+# the lowest priority up; the failed steps' names are the last thing standing.
+_STAGES = (
+    ("failures", "shorten"),
+    ("graph", "last"),
+    ("notes", "last"),
+    ("stats", "last"),
+    ("regressions", "last"),
+    ("hotspots", "last"),
+    ("flaky", "last"),
+    ("failures", "compact"),
+    ("steps", "last"),
+    ("failures", "last"),
+)
+
+
+def render_markdown(
+    report: HealthReport, *, budget: int = COMMENT_BUDGET, marker: str | None = None
+) -> str:
+    """The report as Markdown of at most `budget` UTF-8 bytes.
+
+    `marker`, when given, comes first as a hidden HTML comment (pass `<!-- id -->` or just `id`),
+    so that a sticky comment can be found again.
+    """
+    sections = {
+        "header": [Variant(header(report))],
+        "steps": step_table_variants(report.run),
+        "failures": failure_variants(report.run),
+        "flaky": optional(flaky_section(report), "flaky steps"),
+        "hotspots": optional(hotspot_section(report), "failure hotspots"),
+        "regressions": optional(regression_section(report), "duration regressions"),
+        "stats": optional(stats_section(report), "per-step stats"),
+        "graph": optional(graph_section(report), "the Mermaid graph"),
+        "notes": optional(notes_section(report.notes), "notes"),
+    }
+    prefix = marker_line(marker) if marker else ""
+    return fit(sections, budget, prefix, lambda chosen: cut_note(chosen, budget, report.run))
+
+
+def optional(text: str, name: str) -> list[Variant]:
+    """A section that is either there whole or left out."""
+    return [Variant(text), Variant("", left_out=name)] if text else [Variant("")]
+
+
+# --- fitting into the budget ---
+
+
+def size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def fit(
+    sections: dict[str, list[Variant]],
+    budget: int,
+    prefix: str,
+    note: Callable[[list[Variant]], str],
+) -> str:
+    """Walk `_STAGES` one variant at a time until the text fits; cut hard if even that fails."""
+    levels = dict.fromkeys(sections, 0)
+    text = assemble(sections, levels, prefix, note)
+    for key, how_far in _STAGES:
+        target = stage_target(sections[key], how_far)
+        while size(text) > budget and levels[key] < target:
+            levels[key] += 1
+            text = assemble(sections, levels, prefix, note)
+    if size(text) <= budget:
+        return text
+    rest = Variant("", left_out="the rest of the text")
+    notes = (note([*current(sections, levels), rest]), f"_Cut to fit {limit_label(budget)}._")
+    return hard_cut(prefix, assemble(sections, levels, "", None), budget, notes)
+
+
+def stage_target(variants: Sequence[Variant], how_far: str) -> int:
+    last = len(variants) - 1
+    if how_far == "shorten":
+        return max(i for i, variant in enumerate(variants) if not variant.left_out)
+    return max(0, last - 1) if how_far == "compact" else last
+
+
+def assemble(
+    sections: dict[str, list[Variant]],
+    levels: dict[str, int],
+    prefix: str,
+    note: Callable[[list[Variant]], str] | None,
+) -> str:
+    chosen = current(sections, levels)
+    blocks = [variant.text for variant in chosen if variant.text]
+    if note and any(variant.left_out or variant.shortened for variant in chosen):
+        blocks.append(note(chosen))
+    return prefix + "\n\n".join(blocks) + "\n"
+
+
+def current(sections: dict[str, list[Variant]], levels: dict[str, int]) -> list[Variant]:
+    return [sections[key][levels[key]] for key in _ORDER]
+
+
+def hard_cut(prefix: str, text: str, budget: int, notes: Sequence[str]) -> str:
+    """The marker, whole lines from the start of `text`, and the first note that leaves room.
+
+    Only reached when the names of the failed steps alone exceed the budget: all that is left then
+    is the header and a list, plain lines that are safe to cut between."""
+    for note in notes:
+        room = budget - size(prefix) - size(note) - 2
+        if room >= 0:
+            head = text.encode("utf-8")[:room].decode("utf-8", "ignore")
+            return prefix + head[: head.rfind("\n") + 1] + "\n" + note + "\n"
+    return prefix.encode("utf-8")[:budget].decode("utf-8", "ignore")
+
+
+def cut_note(chosen: Sequence[Variant], budget: int, run: RunRecord | None) -> str:
+    """`_Cut to fit …: left out A, B; log tails shortened. Full logs: …_`"""
+    left_out = [variant.left_out for variant in chosen if variant.left_out]
+    shortened = [variant.shortened for variant in chosen if variant.shortened]
+    parts = [f"left out {', '.join(left_out)}"] if left_out else []
+    parts += [f"{' and '.join(shortened)} shortened"] if shortened else []
+    return f"_Cut to fit {limit_label(budget)}: {'; '.join(parts)}.{logs_hint(run)}_"
+
+
+def limit_label(budget: int) -> str:
+    if budget == COMMENT_BUDGET:
+        return "GitHub's 65,536-character comment limit"
+    if budget == SUMMARY_BUDGET:
+        return "GitHub's 1 MiB job summary limit"
+    return f"a budget of {budget:,} bytes"
+
+
+def logs_hint(run: RunRecord | None) -> str:
+    if run is None:
+        return ""
+    paths = [s.log_path for s in run.failed_steps if s.log_path]
+    paths = paths or [s.log_path for s in run.steps if s.log_path]
+    if not paths:
+        return " Full logs: in the job output."
+    return f" Full logs: in the job output and under {code(posixpath.dirname(paths[0]) + '/')}."
+
+
+def marker_line(marker: str) -> str:
+    """The hidden comment, alone on the first line; a bare id is wrapped in `<!-- -->`."""
+    text = one_line(marker).strip()
+    if not (text.startswith("<!--") and text.endswith("-->")):
+        text = f"<!-- {text.replace('--', '- -')} -->"
+    return text + "\n"
+
+
+# --- escaping ---
+
+
+def clean(text: str) -> str:
+    """What cannot be encoded (lone surrogates) or is invalid in Markdown (NUL) becomes U+FFFD."""
+    return _UNENCODABLE.sub("\ufffd", text)
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal escape sequences (shared by the JUnit and text renderers)."""
+    return _ANSI.sub("", text)
+
+
+def one_line(text: str) -> str:
+    return _NEWLINES.sub(" ", clean(text))
+
+
+def clip(text: str, limit: int = CELL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def md(text: str) -> str:
+    """Text as inert Markdown on one line, safe in a table cell: see the module docstring."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", one_line(text).strip())
+    escaped = _BLOCK_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
+    return escaped.replace("@", "@\u200d")
+
+
+def html_text(text: str) -> str:
+    """Text as inert HTML on one line (inside `<summary>`, where Markdown is not parsed)."""
+    escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace('"', "&quot;").replace("@", "@\u200d")
+
+
+def code(text: str) -> str:
+    """An inline code span that holds any text; not for table cells (a `|` would split them)."""
+    text = one_line(text)
+    if not text:
+        return ""
+    ticks = "`" * (longest_backtick_run(text) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+
+
+def fenced(text: str, info: str = "") -> str:
+    """A fenced code block no line of `text` can close."""
+    fence = "`" * max(3, longest_backtick_run(text) + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def log_lines(tail: str, lines: int, chars: int) -> str:
+    """The last `lines` lines of a log, at most `chars` characters, as a terminal would show them:
+    colour codes removed and a line redrawn with `\\r` reduced to its last state."""
+    text = clean(tail[-(chars * 2 + 2048) :])  # the rest cannot be shown; don't scan megabytes
+    text = strip_ansi(text).replace("\r\n", "\n")
+    last = text.rstrip("\n").split("\n")[-lines:]
+    kept = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in last]
+    shown = "\n".join(kept)
+    return shown if len(shown) <= chars else "…" + shown[-(chars - 1) :]
+
+
+# --- small formats ---
+
+
+def percent(ratio: float) -> str:
+    return f"{ratio * 100:.1f}%".replace(".0%", "%")
+
+
+def signed_percent(change: float) -> str:
+    """+35%, -10% written with a real minus sign (U+2212), ±0%."""
+    value = round(change * 100)
+    if value == 0:
+        return "±0%"
+    return f"+{value}%" if value > 0 else f"{_MINUS}{-value}%"
+
+
+def duration(ms: float | None) -> str:
+    return "—" if ms is None else format_seconds(ms / 1000)
+
+
+def day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def table(headers: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> str:
+    """A GFM table; `align` has one of l, r, c per column. Cells must already be escaped."""
+    rules = {"l": "---", "r": "--:", "c": ":-:"}
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(rules[a] for a in align) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+    return "\n".join(lines)
+
+
+# --- (1) header ---
+
+
+def header(report: HealthReport) -> str:
+    run = report.run
+    history = history_line(report)
+    if run is None:
+        icon = "✅" if report.pass_rate == 1 else "⚠️"
+        title = md(report.title or "Pipeline health")
+        return f"## {icon} {title}\n\n{history or 'No runs recorded.'}"
+    icon = _RUN_ICONS.get(run.status, "⚠️")
+    title = md(report.title or run.pipeline)
+    facts = [run_facts(run), step_counts(run)] + ([f"History: {history}"] if history else [])
+    # A backslash at the end of a line is a hard line break: one short paragraph, three lines.
+    return f"## {icon} {title}: {md(run.status)}\n\n" + "\\\n".join(facts)
+
+
+def run_facts(run: RunRecord) -> str:
+    """Run `R1` · `main` @ `abc1234` · PR #12 · push · 1m05s"""
+    facts = [f"Run {code(run.id)}"]
+    if run.branch or run.git_sha:
+        where = " @ ".join(code(part) for part in (run.branch, (run.git_sha or "")[:7]) if part)
+        facts.append(where)
+    if run.pr_number is not None:
+        facts.append(f"PR #{run.pr_number}")
+    facts.append(md(run.event or run.trigger))
+    if run.duration_ms is not None:
+        facts.append(duration(run.duration_ms))
+    return " · ".join(facts)
+
+
+def step_counts(run: RunRecord) -> str:
+    """**2 failed** · 5 passed (1 flaky) · 1 skipped · 1 cancelled"""
+    count = {status: sum(s.status == status for s in run.steps) for status in _STEP_ICONS}
+    flaky = len(run.flaky_steps)
+    passed = f"{count['completed']} passed" + (f" ({flaky} flaky)" if flaky else "")
+    parts = [f"**{count['failed']} failed**" if count["failed"] else "", passed]
+    parts += [f"{count[s]} {s}" for s in ("skipped", "cancelled") if count[s]]
+    unfinished = count["running"] + count["pending"]
+    parts.append(f"{unfinished} not finished" if unfinished else "")
+    return " · ".join(part for part in parts if part)
+
+
+def history_line(report: HealthReport) -> str:
+    """42 runs since 2024-05-01 · pass rate 90.5% · mean duration 3m12s"""
+    if not report.runs_considered:
+        return ""
+    runs = f"{report.runs_considered} run{'s' if report.runs_considered != 1 else ''}"
+    parts = [runs + (f" since {day(report.since)}" if report.since is not None else "")]
+    if report.pass_rate is not None:
+        parts.append(f"pass rate {percent(report.pass_rate)}")
+    if report.mean_duration_ms is not None:
+        parts.append(f"mean duration {duration(report.mean_duration_ms)}")
+    return " · ".join(parts)
+
+
+# --- (2) step table ---
+
+
+def step_table_variants(run: RunRecord | None) -> list[Variant]:
+    if run is None or not run.steps:
+        return [Variant("")]
+    variants = [Variant(step_table(run.steps))]
+    problems = [step for step in run.steps if not passed_cleanly(step)]
+    if problems and len(problems) < len(run.steps):
+        variants.append(Variant(step_table(problems), left_out="passed steps from the step table"))
+    variants.append(Variant("", left_out="the step table"))
+    return variants
+
+
+def passed_cleanly(step: StepRecord) -> bool:
+    return step.status == "completed" and not step.flaky
+
+
+def is_flaky_pass(step: StepRecord) -> bool:
+    return step.status == "completed" and step.flaky
+
+
+def step_table(steps: Sequence[StepRecord]) -> str:
+    headers = ("", "Step", "Duration", "vs median", "Attempts", "Notes")
+    rows = [step_row(step) for step in steps]
+    return "### Steps\n\n" + table(headers, "clrrrl", rows)
+
+
+def step_row(step: StepRecord) -> list[str]:
+    ran = step.status in ("completed", "failed") or bool(step.attempts)
+    return [
+        step_icon(step),
+        md(step.name),
+        duration(step.duration_ms) if ran else "—",
+        change_vs_median(step) if ran else "—",
+        str(len(step.attempts)) if step.attempts else "—",
+        md(clip(step_note(step))),
+    ]
+
+
+def step_icon(step: StepRecord) -> str:
+    if is_flaky_pass(step):
+        return _FLAKY_ICON
+    return _STEP_ICONS.get(step.status, "❔")
+
+
+def change_vs_median(step: StepRecord) -> str:
+    if not step.median_ms or step.median_ms <= 0:
+        return "—"
+    return signed_percent(step.duration_ms / step.median_ms - 1)
+
+
+def step_note(step: StepRecord) -> str:
+    """Why it failed or was skipped, `flaky`, and what its tests said."""
+    notes = []
+    if step.flaky:
+        notes.append(f"flaky ({step.reason})" if step.reason else "flaky")
+    elif step.status != "completed" and step.reason:
+        notes.append(step.reason)
+    if step.tests:
+        notes.append(test_counts(step.tests))
+    if step.junit_problems:
+        count = len(step.junit_problems)
+        notes.append(f"{count} JUnit file{'s' if count > 1 else ''} unreadable")
+    return "; ".join(notes)
+
+
+def test_counts(tests: Sequence[TestCaseRecord]) -> str:
+    """tests: 40 passed (1 flaky), 2 failed, 1 skipped"""
+    count = {s: sum(t.status == s for t in tests) for s in ("passed", "failed", "error", "skipped")}
+    flaky = sum(t.flaky for t in tests)
+    parts = [f"{count['passed']} passed" + (f" ({flaky} flaky)" if flaky else "")]
+    parts += [f"{count[s]} {s}" for s in ("failed", "error", "skipped") if count[s]]
+    return "tests: " + ", ".join(parts)
+
+
+# --- (3) failures ---
+
+
+def failure_variants(run: RunRecord | None) -> list[Variant]:
+    """Tails at every level, then tails for fewer and fewer steps, then a list, then names."""
+    failed = run.failed_steps if run else []
+    if not failed:
+        return [Variant("")]
+    variants = [Variant(failures(failed, len(failed), 0))]
+    for level in range(1, len(TAIL_LEVELS)):
+        text = failures(failed, len(failed), level)
+        if text != variants[-1].text:  # short tails stay as they are: nothing to report as cut
+            variants.append(Variant(text, shortened="log tails"))
+    last = len(TAIL_LEVELS) - 1
+    shown = len(failed) // 2
+    while shown:
+        left_out = f"the log tails of {len(failed) - shown} of {len(failed)} failed steps"
+        variants.append(Variant(failures(failed, shown, last), left_out, "log tails"))
+        shown //= 2
+    variants.append(Variant(failures(failed, 0, last), left_out="log tails"))
+    variants.append(Variant(failed_names(failed), left_out="log tails and failure reasons"))
+    return variants
+
+
+def failures(failed: Sequence[StepRecord], detailed: int, level: int) -> str:
+    """The first `detailed` failed steps with their log tails, the others as a list."""
+    blocks = ["### Failures"]
+    blocks += [failure_details(step, *TAIL_LEVELS[level]) for step in failed[:detailed]]
+    if failed[detailed:]:
+        blocks.append("\n".join(failure_item(step) for step in failed[detailed:]))
+    return "\n\n".join(blocks)
+
+
+def failure_details(step: StepRecord, lines: int, chars: int) -> str:
+    """A closed `<details>` whose summary says what failed and why; the tail in a safe fence."""
+    summary = f"❌ <b>{html_text(step.name)}</b>: {html_text(clip(step.reason or 'failed'))}"
+    tail = log_lines(step.log_tail, lines, chars)
+    blocks = [f"<details><summary>{summary}</summary>"]
+    facts = failure_facts(step, tail.count("\n") + 1 if tail else 0)
+    if facts:
+        blocks.append(facts)
+    if tail.strip():
+        blocks.append(fenced(tail, "text"))
+    blocks += [part for part in (failed_tests(step.tests), junit_problems(step)) if part]
+    blocks.append("</details>")
+    return "\n\n".join(blocks)
+
+
+def failure_facts(step: StepRecord, tail_lines: int) -> str:
+    """Log: `path` · 3 attempts · last 20 lines"""
+    facts = [f"Log: {code(step.log_path)}"] if step.log_path else []
+    if len(step.attempts) > 1:
+        facts.append(f"{len(step.attempts)} attempts")
+    if tail_lines:
+        facts.append(f"last {tail_lines} line{'s' if tail_lines > 1 else ''}")
+    return " · ".join(facts)
+
+
+def failed_tests(tests: Sequence[TestCaseRecord]) -> str:
+    bad = [t for t in tests if t.status in ("failed", "error")]
+    if not bad:
+        return ""
+    items = [
+        f"- {code(t.id)}" + (f": {md(clip(first_line(t.message)))}" if t.message else "")
+        for t in bad[:FAILED_TESTS_SHOWN]
+    ]
+    if len(bad) > FAILED_TESTS_SHOWN:
+        items.append(f"- … and {len(bad) - FAILED_TESTS_SHOWN} more")
+    return "Failed tests:\n\n" + "\n".join(items)
+
+
+def junit_problems(step: StepRecord) -> str:
+    if not step.junit_problems:
+        return ""
+    items = [f"- {md(clip(problem))}" for problem in step.junit_problems]
+    return "JUnit files that could not be read:\n\n" + "\n".join(items)
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0]
+
+
+def failure_item(step: StepRecord) -> str:
+    """- ❌ **build**: exit code 2 · log `path`"""
+    item = f"- ❌ **{md(step.name)}**: {md(clip(step.reason or 'failed'))}"
+    return item + (f" · log {code(step.log_path)}" if step.log_path else "")
+
+
+def failed_names(failed: Sequence[StepRecord]) -> str:
+    return "### Failures\n\n" + "\n".join(f"- ❌ **{md(step.name)}**" for step in failed)
+
+
+# --- (4) flaky ---
+
+
+def flaky_section(report: HealthReport) -> str:
+    blocks = [block for block in (flaky_in_run(report.run), flaky_history(report)) if block]
+    return "\n\n".join(["### Flaky", *blocks]) if blocks else ""
+
+
+def flaky_in_run(run: RunRecord | None) -> str:
+    if run is None:
+        return ""
+    items = [flaky_step_item(step) for step in run.flaky_steps]
+    items += [
+        f"- {_FLAKY_ICON} test {code(test.id)} in **{md(step.name)}**"
+        for step in run.steps
+        for test in step.tests
+        if test.flaky
+    ]
+    return "\n".join(items)
+
+
+def flaky_step_item(step: StepRecord) -> str:
+    """- ⚠️ **test** passed on attempt 3; failed before: exit code 1, timed out"""
+    failed = [a for a in step.attempts if not a.ok]
+    what = [
+        "timed out" if a.timed_out else clip(a.error, 80) if a.error else f"exit code {a.exit_code}"
+        for a in failed
+    ]
+    item = f"- {_FLAKY_ICON} **{md(step.name)}** {md(step.reason or 'flaky')}"
+    return item + (f"; failed before: {md(', '.join(what))}" if what else "")
+
+
+def flaky_history(report: HealthReport) -> str:
+    if not report.flaky:
+        return ""
+    rows = [
+        [
+            md(f.step),
+            md(f.test) if f.test else "—",
+            f"{f.flaky_runs}/{f.runs}",
+            percent(f.flake_rate),
+        ]
+        for f in report.flaky
+    ]
+    lead = f"Over {report.runs_considered} runs:" if report.runs_considered else "Over history:"
+    return lead + "\n\n" + table(("Step", "Test", "Flaky runs", "Flake rate"), "llrr", rows)
+
+
+# --- (5) hotspots, (6) regressions, (7) stats ---
+
+
+def hotspot_section(report: HealthReport) -> str:
+    if not report.hotspots:
+        return ""
+    rows = [
+        [md(h.step), f"{h.failures}/{h.runs}", percent(h.failure_rate), duration(h.time_lost_ms)]
+        for h in report.hotspots
+    ]
+    headers = ("Step", "Failures / runs", "Failure rate", "Time lost")
+    return "### Failure hotspots\n\n" + table(headers, "lrrr", rows)
+
+
+def regression_section(report: HealthReport) -> str:
+    if not report.regressions:
+        return ""
+    rows = [
+        [
+            md(r.step),
+            duration(r.earlier_median_ms),
+            duration(r.recent_median_ms),
+            signed_percent(r.change),
+            f"{r.recent_runs} / {r.earlier_runs}",
+        ]
+        for r in report.regressions
+    ]
+    headers = ("Step", "Earlier median", "Recent median", "Change", "Runs (recent / earlier)")
+    return "### Slower than before\n\n" + table(headers, "lrrrr", rows)
+
+
+def stats_section(report: HealthReport) -> str:
+    if not report.stats:
+        return ""
+    rows = [
+        [
+            md(s.step),
+            str(s.runs),
+            percent(s.reliability) if s.reliability is not None else "—",
+            duration(s.p50_ms),
+            duration(s.p95_ms),
+        ]
+        for s in report.stats
+    ]
+    headers = ("Step", "Runs", "Reliability", "p50", "p95")
+    return "### Per-step stats\n\n" + table(headers, "lrrrr", rows)
+
+
+# --- (8) graph, notes ---
+
+
+def graph_section(report: HealthReport) -> str:
+    """The run's DAG coloured by status, and the critical path when analytics found one."""
+    path = " → ".join(md(step) for step in report.critical_path)
+    if not (report.run and report.run.steps):
+        return f"### Critical path\n\n{path}" if path else ""
+    graph = fenced(run_mermaid(report.run), "mermaid")
+    return f"### Pipeline graph\n\n{graph}" + (f"\n\nCritical path: {path}" if path else "")
+
+
+def run_mermaid(run: RunRecord) -> str:
+    """`to_mermaid` over the steps that ran; needs outside the run (`--only`) are left out."""
+    names = {clean(step.name) for step in run.steps}
+    graph = {clean(s.name): [n for n in map(clean, s.needs) if n in names] for s in run.steps}
+    status = {clean(s.name): "flaky" if is_flaky_pass(s) else s.status for s in run.steps}
+    return to_mermaid(graph, status).rstrip("\n")
+
+
+def notes_section(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    return "### Notes\n\n" + "\n".join(f"- {md(clip(note, 500))}" for note in notes)
