@@ -41,7 +41,35 @@ _EXPORTS = {
     "ConfigError": "errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "JournalEntry",
+    "RetryPolicy",
+    "RunObserver",
+    "RunStatus",
+    "StepStatus",
+    "Task",
+    "TaskFailedError",
+    "TaskResult",
+    "TaskStatus",
+    "Workflow",
+    "WorkflowAnalytics",
+    "WorkflowError",
+    "WorkflowInsight",
+    "WorkflowJournal",
+    "WorkflowResult",
+    "WorkflowRunner",
+    "WorkflowStep",
+    "WorkflowTemplate",
+    "__version__",
+    "chain",
+    "ci_cd_template",
+    "code_review_template",
+    "data_pipeline_template",
+    "fan_out_fan_in",
+    "parallel",
+]
 
 
 def __getattr__(name: str) -> Any:
