@@ -326,6 +326,25 @@ class JournalStore:
         )
         return self._records(rows)[0] if rows else None
 
+    def recent_medians(
+        self, pipeline: str, names: Iterable[str], last: int = 20
+    ) -> dict[str, float]:
+        """Each step's median over its last `last` completed runs: the runner's weights."""
+        medians = {}
+        for name in names:
+            rows = self.query(
+                "SELECT duration_ms FROM steps WHERE pipeline = ? AND name = ?"
+                " AND status = 'completed' ORDER BY finished_at DESC LIMIT ?",
+                (pipeline, name, last),
+            )
+            if rows:
+                values = sorted(r[0] for r in rows)
+                mid = len(values) // 2
+                medians[name] = (
+                    values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+                )
+        return medians
+
     def _records(self, runs: list[sqlite3.Row]) -> list[RunRecord]:
         """Runs with their steps, attempts and tests (few queries, not one per step)."""
         ids = [r["id"] for r in runs]

@@ -125,13 +125,11 @@ def make_runner(
     observers: list[RunObserver] = [reporter]
     weights: dict[str, float] = {}
     if journal is not None:
-        from ci_orchestrator.analytics import Scope, WorkflowAnalytics
-
         journal.context = context
         if mask is not None:
             journal.mask = mask
         observers.append(journal)
-        weights = WorkflowAnalytics(journal, Scope(pipeline=pipeline.name)).medians()
+        weights = journal.store.recent_medians(pipeline.name, pipeline.steps)
     return build_runner(
         pipeline,
         jobs=options.jobs,
