@@ -350,7 +350,10 @@ class _Run:
         )
         self.notify("run_started", info)
         if any(isinstance(step.action, str) for step in self.steps.values()):
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the steps still run: each says its log is missing
+                log.warning("cannot create the log folder %s: %s", self.log_dir, exc)
         workers = [
             threading.Thread(target=self.worker, name=f"cio-step-{i}", daemon=True)
             for i in range(min(self.runner.jobs, len(self.steps)))
@@ -533,7 +536,7 @@ class _Execution:
         self.step = step
         self.env = env
         self.token = token
-        self.log: BinaryIO | None = None
+        self.log: StepLog | None = None
 
     def run(self) -> None:
         step = self.step
@@ -552,6 +555,8 @@ class _Execution:
                 self.read_tests()
             if self.log is not None:
                 self.log.close()
+                if self.log.error:
+                    log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
 
     def read_tests(self) -> None:
         """The test cases of the step's JUnit files; a missing or broken file is a note, and the
@@ -563,8 +568,9 @@ class _Execution:
 
     def open_log(self) -> None:
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
-        self.step.log_path = str(path)
-        self.log = path.open("wb")
+        self.log = StepLog(path)
+        if self.log.file is not None:
+            self.step.log_path = str(path)
         self.env["CI_ORCHESTRATOR_OUTPUT"] = str(path.with_suffix(".out"))
 
     def condition_failed(self) -> str | None:
@@ -575,7 +581,7 @@ class _Execution:
             with open(os.devnull, "wb") as devnull:
                 outcome = run_shell(
                     condition,
-                    log=self.log or devnull,
+                    log=self.log if self.log is not None else devnull,
                     env=self.env,
                     cwd=self.step.cwd,
                     cancel=self.token,
@@ -707,6 +713,34 @@ class _Execution:
             step.result = step.action(*args)
             return
         step.result = _call_with_timeout(step.action, args, step.timeout, self.token)
+
+
+class StepLog:
+    """A step's log file that a full or read-only disk cannot break: the first failure is kept
+    in `error` and later writes are dropped, while the step runs on."""
+
+    def __init__(self, path: Path) -> None:
+        self.error: str | None = None
+        self.file: BinaryIO | None = None
+        try:
+            self.file = path.open("wb")
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+
+    def write(self, data: bytes) -> int:
+        if self.file is not None and self.error is None:
+            try:
+                self.file.write(data)
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+        return len(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as exc:  # the buffered rest could not be flushed either
+                self.error = self.error or exc.strerror or str(exc)
 
 
 def _timeout(seconds: float | None, exit_code: int | None) -> StepTimeout:

@@ -103,6 +103,7 @@ class ShellOutcome:
     duration: float
     tail: bytes
     error: str = ""  # why the process could not start
+    log_error: str | None = None  # why the log file could not be written (a full disk...)
 
     @property
     def ok(self) -> bool:
@@ -158,6 +159,7 @@ def run_shell(
         cancelled=watch.cancelled,
         duration=time.monotonic() - started,
         tail=watch.tail.value(),
+        log_error=watch.log_error,
     )
 
 
@@ -196,6 +198,7 @@ class _Watch:
         self.grace = grace
         self.timed_out = False
         self.cancelled = False
+        self.log_error: str | None = None
         self.term_at: float | None = None
         self.killed = False
         assert proc.stdout is not None
@@ -265,7 +268,11 @@ class _Watch:
         if not chunk:
             self.out = None
             return
-        self.log.write(chunk)
+        if self.log_error is None:
+            try:
+                self.log.write(chunk)
+            except OSError as exc:  # a full disk must not stop the step: keep the tail, say so
+                self.log_error = exc.strerror or str(exc)
         self.tail.add(chunk)
         if self.on_output is not None:
             self.on_output(chunk)

@@ -13,10 +13,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 def ensure_state_dir(path: Path) -> Path:
     """Create the folder with a `.gitignore` that ignores everything in it."""
-    path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# written by ci-orchestrator: run logs and the journal stay local\n*\n")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ignore = path / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# written by ci-orchestrator: logs and the journal stay local\n*\n")
+    except OSError as exc:
+        from ci_orchestrator.errors import UsageError
+
+        raise UsageError(
+            f"cannot write the state folder {path} (run logs and the journal):"
+            f" {exc.strerror or exc}; make it writable, or run from another directory"
+        ) from None
     return path
 
 
