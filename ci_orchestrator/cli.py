@@ -19,6 +19,26 @@ from ci_orchestrator.__about__ import __version__
 class _Group(click.Group):
     """Runs commands under the error handler and turns their int return into the exit code."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own errors as one line too: `error: No such option: --x (see ... --help)`."""
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())  # a bare group: its help, as asked
+            sys.exit(0)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         from ci_orchestrator.error_handler import error_handler
 

@@ -154,8 +154,12 @@ def read_yaml(path: Path, label: str) -> yaml.Node:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, label, text) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = f"character {exc.character!r}" if isinstance(exc.character, str) else "a byte"
+        raise ConfigError(f"not valid YAML: {char} is not allowed", f"{label}:{line}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", label) from None
+        raise ConfigError(f"not valid YAML: {str(exc).splitlines()[0]}", label) from None
     if len(nodes) != 1 or nodes[0] is None:
         found = "nothing" if not nodes or nodes[0] is None else f"{len(nodes)} YAML documents"
         raise ConfigError(f"expected one pipeline mapping, found {found}", f"{label}:1")
