@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from ci_orchestrator.__about__ import __version__
+from ci_orchestrator.github.cli import comment, import_github
 
 
 class _Group(click.Group):
@@ -233,6 +234,11 @@ def templates_show(name: str) -> int:
 )
 @click.option("--run-id", metavar="ID", help="The run to detail [default: the latest].")
 @click.option(
+    "--publish-issue",
+    metavar="TITLE",
+    help="Also keep one open GitHub issue titled TITLE up to date with this report.",
+)
+@click.option(
     "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the run's JUnit XML."
 )
 @JOURNAL
@@ -243,6 +249,7 @@ def report(
     last: int | None,
     fmt: str,
     run_id: str | None,
+    publish_issue: str | None,
     junit: Path | None,
     journal: str | None,
 ) -> int:
@@ -256,7 +263,9 @@ def report(
     from ci_orchestrator.commands.report import ReportOptions
     from ci_orchestrator.commands.report import report as make_report
 
-    options = ReportOptions(journal, since, branch, pipeline, last, fmt, run_id, junit)
+    options = ReportOptions(
+        journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue
+    )
     return make_report(options, sys.stdout, os.environ)
 
 
@@ -326,6 +335,10 @@ def uninstall_hook() -> int:
 
     click.echo(uninstall())
     return 0
+
+
+cli.add_command(comment)
+cli.add_command(import_github)
 
 
 def main() -> None:

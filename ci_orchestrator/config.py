@@ -104,6 +104,8 @@ def resolve_target(target: str | None) -> Path:
 
     if target is None:
         return Path(DEFAULT_FILE)
+    if "\x00" in target:
+        raise UsageError(f"{target!r} cannot be a file name: it holds a NUL byte")
     if not Path(target).exists() and (found := template_path(target)) is not None:
         return found
     return Path(target)

@@ -34,6 +34,7 @@ class ReportOptions:
     fmt: str = "text"
     run_id: str | None = None
     junit: Path | None = None
+    publish_issue: str | None = None  # keep one GitHub issue with this title up to date
 
 
 def since_timestamp(text: str | None, option: str = "--since") -> float | None:
@@ -83,6 +84,10 @@ def report(options: ReportOptions, out: TextIO, env: Mapping[str, str]) -> int:
 
         write_junit(health.run, options.junit)
     out.write(render(health, options.fmt))
+    if options.publish_issue is not None:
+        from ci_orchestrator.github.cli import publish_issue
+
+        print(publish_issue(options.publish_issue, health, env), file=sys.stderr)
     return ExitCode.OK
 
 

@@ -1,0 +1,128 @@
+"""The click commands that talk to GitHub: `comment` and `import-github`.
+
+`ci_orchestrator/cli.py` registers them. Like every command they only parse options and call a
+function below them; everything else, PyGithub included, is imported when they run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ci_orchestrator.records import HealthReport
+
+JOURNAL = click.option(
+    "--journal",
+    metavar="PATH",
+    help="The journal [default: $CI_ORCHESTRATOR_JOURNAL or .ci-orchestrator/journal.db].",
+)
+TOKEN = click.option(
+    "--token",
+    metavar="TOKEN",
+    help="A GitHub token [default: $GITHUB_TOKEN; prefer the variable: options show in `ps`].",
+)
+
+
+@click.command()
+@click.option("--run-id", metavar="ID", help="The run to report [default: the latest].")
+@click.option(
+    "--pr",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The pull request [default: from the event in $GITHUB_EVENT_PATH].",
+)
+@TOKEN
+@click.option(
+    "--comment-mode",
+    type=click.Choice(["update", "recreate", "off"]),
+    default="update",
+    show_default=True,
+    help="Edit our comment in place, delete it and post a new one, or post nothing.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail when the comment cannot be posted (exit 1; 2 for a configuration error).",
+)
+@JOURNAL
+@click.option(
+    "--pipeline", help="The pipeline whose latest run to report [default: the latest run's]."
+)
+def comment(
+    run_id: str | None,
+    pr: int | None,
+    token: str | None,
+    comment_mode: str,
+    strict: bool,
+    journal: str | None,
+    pipeline: str | None,
+) -> int:
+    """Post the run's report as one sticky comment on the pull request.
+
+    The comment is edited in place on later runs. Repository from $GITHUB_REPOSITORY, API from
+    $GITHUB_API_URL (GitHub Enterprise), token from $GITHUB_TOKEN. Problems are a warning and
+    exit 0 (the pipeline's result stands) unless --strict.
+
+    \b
+    Examples:
+      ci-orchestrator comment                     # in a pull_request workflow
+      ci-orchestrator comment --pr 42 --pipeline web-app
+      ci-orchestrator comment --comment-mode recreate --strict
+    """
+    from ci_orchestrator.github.comments import CommentOptions, post_comment
+
+    options = CommentOptions(run_id, pr, token, comment_mode, strict, journal, pipeline)
+    return post_comment(options, os.environ, sys.stdout, sys.stderr)
+
+
+@click.command("import-github")
+@click.option(
+    "--workflow",
+    metavar="FILE",
+    help="Only runs of this workflow file, e.g. ci.yml [default: every workflow].",
+)
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="AGE",
+    help="Runs created in the last AGE (7d, 12h, 90m).",
+)
+@TOKEN
+@JOURNAL
+def import_github(workflow: str | None, since: str, token: str | None, journal: str | None) -> int:
+    """Import the repository's GitHub Actions runs and jobs into the journal.
+
+    One pipeline per workflow, one step per job, so that `report` works on CI history that never
+    ran through ci-orchestrator. Importing again adds only new runs.
+
+    \b
+    Examples:
+      GITHUB_REPOSITORY=owner/repo ci-orchestrator import-github
+      ci-orchestrator import-github --workflow ci.yml --since 7d
+      ci-orchestrator import-github && ci-orchestrator report --pipeline CI
+    """
+    from ci_orchestrator.github.history import ImportOptions
+    from ci_orchestrator.github.history import import_github as import_history
+
+    options = ImportOptions(workflow, since, token, journal)
+    return import_history(options, os.environ, sys.stdout)
+
+
+def publish_issue(
+    title: str, report: HealthReport, env: Mapping[str, str], token: str | None = None
+) -> str:
+    """For `report --publish-issue TITLE`: render the report for an issue body and keep our open
+    issue titled TITLE up to date with it; returns the one-line message to print (stderr: the
+    report itself may be JSON on stdout). Raises `UsageError` (exit 2) for configuration and
+    `APIError` (exit 1) when GitHub refuses or cannot be reached."""
+    from ci_orchestrator.github.issues import ISSUE_BUDGET, publish_report_issue
+    from ci_orchestrator.render.markdown import render_markdown
+
+    markdown = render_markdown(report, budget=ISSUE_BUDGET)
+    return publish_report_issue(title, markdown, env=env, token=token)
