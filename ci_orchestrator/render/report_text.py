@@ -160,6 +160,8 @@ def run_detail(run: RunRecord) -> str:
     lines = columns(("status", "step", "duration", "attempts", "note"), rows, right="23")
     for step in run.failed_steps:
         lines += failure_lines(step)
+    for step in run.steps:
+        lines += [f"  {plain(step.name)}: JUnit {plain(problem)}" for problem in step.junit_problems]
     return titled(", ".join(facts), lines)
 
 

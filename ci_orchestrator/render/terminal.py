@@ -209,6 +209,8 @@ class TerminalReporter(RunObserver):
             if self.verbosity >= 1:
                 self.block(step, shown)
             self.write(line)
+        for problem in step.junit_problems:
+            self.write(f"- JUnit {problem}")
         if step.status is StepStatus.FAILED:
             quiet_tail = TAIL_LINES if self.verbosity == 0 else 0
             for detail in format_failure(step, quiet_tail):

@@ -163,3 +163,16 @@ def test_a_second_interrupt_kills_at_once(write: Write, tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)  # without it, the step would get its 60 s grace
     assert proc.wait(timeout=20) == 130
     assert process_gone(int(pid.read_text()))
+
+
+def test_a_broken_junit_file_leaves_the_step_status_and_is_reported(write: Write) -> None:
+    write(
+        "p.yml",
+        "steps:\n  t:\n    run: echo '<testsuite><testcase' > r.xml\n    junit: [r.xml, missing/*.xml]\n",
+    )
+    done = cli("run", "p.yml")
+    assert done.returncode == 0
+    assert "- JUnit r.xml: not valid XML: unclosed token at line 1" in done.stdout
+    assert "- JUnit missing/*.xml: no file matched" in done.stdout
+    assert "t: JUnit r.xml: not valid XML" in cli("report").stdout
+    assert "2 JUnit files unreadable" in cli("report", "--format", "markdown").stdout
