@@ -161,7 +161,8 @@ def run_detail(run: RunRecord) -> str:
     for step in run.failed_steps:
         lines += failure_lines(step)
     for step in run.steps:
-        lines += [f"  {plain(step.name)}: JUnit {plain(problem)}" for problem in step.junit_problems]
+        name = plain(step.name)
+        lines += [f"  {name}: JUnit {plain(problem)}" for problem in step.junit_problems]
     return titled(", ".join(facts), lines)
 
 
