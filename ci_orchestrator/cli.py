@@ -16,6 +16,7 @@ import click
 
 from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.github.cli import comment, import_github
+from ci_orchestrator.github.export_cli import export
 
 
 class _Group(click.Group):
@@ -113,6 +114,12 @@ def _split_env(value: str | None) -> list[str]:
 )
 @JOURNAL
 @click.option("--no-journal", is_flag=True, help="Do not record this run.")
+@click.option(
+    "--run-id",
+    metavar="ID",
+    help="Record the run under this id: jobs that each run part of one pipeline share it"
+    " (their journals merge with `journal import`).",
+)
 def run(
     pipeline: str | None,
     assignments: tuple[str, ...],
@@ -128,6 +135,7 @@ def run(
     junit: Path | None,
     journal: str | None,
     no_journal: bool,
+    run_id: str | None,
 ) -> int:
     """Run a pipeline file (default .ci-orchestrator.yml) or a built-in template.
 
@@ -161,6 +169,7 @@ def run(
         use_journal=not no_journal,
         rerun_failed=rerun_failed,
         junit=junit,
+        run_id=run_id,
     )
     return run_pipeline(options)
 
@@ -339,6 +348,7 @@ def uninstall_hook() -> int:
 
 cli.add_command(comment)
 cli.add_command(import_github)
+cli.add_command(export)
 
 
 def main() -> None:

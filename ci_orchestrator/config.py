@@ -355,12 +355,16 @@ def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
         keep = set(only) | (
             graph.ancestors(pipeline.graph(), only) if overrides.with_deps else set()
         )
-        steps = {
-            name: replace(step, needs=tuple(n for n in step.needs if n in keep))
-            for name, step in steps.items()
-            if name in keep
-        }
+        steps = {name: _only(step, keep) for name, step in steps.items() if name in keep}
     return replace(pipeline, steps=steps)
+
+
+def _only(step: Step, keep: set[str]) -> Step:
+    """A selected step without the needs left out; one that reacts to an upstream failure
+    (`when: failure`) lost that upstream, so whoever selected it decided: it runs."""
+    needs = tuple(n for n in step.needs if n in keep)
+    when = "always" if step.when == "failure" and needs != step.needs else step.when
+    return replace(step, needs=needs, when=when)
 
 
 # --- to a runner ---

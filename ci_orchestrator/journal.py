@@ -796,21 +796,49 @@ class ImportResult:
 def import_runs(
     store: JournalStore, runs: Iterable[RunRecord], source: str = "import"
 ) -> ImportResult:
-    """Add runs; a run already there is kept unless ours is still 'running' and theirs is done."""
+    """Add runs. A run already there is replaced if it is still 'running' and the new one is
+    done; otherwise the steps it lacks are merged in (the parts of one run recorded by separate
+    jobs, `run --run-id`), so importing the same file twice adds nothing."""
     added = updated = present = 0
     with store.transaction() as db:
         for run in runs:
             row = db.execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()
-            if row is not None and not (row[0] == "running" and run.status != "running"):
-                present += 1
-                continue
-            if row is not None:
+            if row is None:
+                _insert_run(db, run, source)
+                added += 1
+            elif row[0] == "running" and run.status != "running":
                 db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+                _insert_run(db, run, source)
+                updated += 1
+            elif _merge_steps(db, run):
                 updated += 1
             else:
-                added += 1
-            _insert_run(db, run, source)
+                present += 1
     return ImportResult(added, updated, present)
+
+
+_WORST = ("failed", "interrupted", "abandoned", "running", "passed")
+
+
+def _merge_steps(db: sqlite3.Connection, run: RunRecord) -> bool:
+    """Add the steps of `run` that its stored copy lacks; False when it lacks none."""
+    known = {r[0] for r in db.execute("SELECT name FROM steps WHERE run_id = ?", (run.id,))}
+    new = [(i, s) for i, s in enumerate(run.steps) if s.name not in known]
+    if not new:
+        return False
+    for position, step in new:
+        _insert_step(db, run, step, position)
+    status, started, finished = db.execute(
+        "SELECT status, started_at, finished_at FROM runs WHERE id = ?", (run.id,)
+    ).fetchone()
+    status = min(status, run.status, key=lambda s: _WORST.index(s) if s in _WORST else 0)
+    started = min(started, run.started_at)
+    finished = max(f for f in (finished, run.finished_at, started) if f is not None)
+    db.execute(
+        "UPDATE runs SET status = ?, started_at = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+        (status, started, finished, (finished - started) * 1000, run.id),
+    )
+    return True
 
 
 def _insert_run(db: sqlite3.Connection, run: RunRecord, source: str) -> None:
@@ -821,15 +849,19 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, source: str) -> None:
          run.git_sha, run.branch, run.event, run.pr_number, run.trigger, source),
     )  # fmt: skip
     for position, step in enumerate(run.steps):
-        finished = (step.started_at or run.started_at) + step.duration_ms / 1000
-        done = step.status not in ("running", "pending")
-        _upsert_step(db, run.id, step, finished if done else None, position)
-        for attempt in step.attempts:
-            db.execute(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, step.name, attempt.number, attempt.exit_code, attempt.duration_ms,
-                 int(attempt.timed_out), None, attempt.error),
-            )  # fmt: skip
+        _insert_step(db, run, step, position)
+
+
+def _insert_step(db: sqlite3.Connection, run: RunRecord, step: StepRecord, position: int) -> None:
+    finished = (step.started_at or run.started_at) + step.duration_ms / 1000
+    done = step.status not in ("running", "pending")
+    _upsert_step(db, run.id, step, finished if done else None, position)
+    for attempt in step.attempts:
+        db.execute(
+            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.id, step.name, attempt.number, attempt.exit_code, attempt.duration_ms,
+             int(attempt.timed_out), None, attempt.error),
+        )  # fmt: skip
 
 
 def prune(store: JournalStore, before: float) -> int:

@@ -41,8 +41,13 @@ class Context:
         return Context(self.file, (*self.path, key), self.lines)
 
     def error(self, node: yaml.Node, message: str) -> ConfigError:
-        key = ".".join(self.path) or None
+        key = ".".join(_shown(part) for part in self.path) or None
         return ConfigError(message, f"{self.file}:{node.start_mark.line + 1}", key)
+
+
+def _shown(key: str) -> str:
+    """A key as the error shows it: quoted and escaped when it holds odd characters."""
+    return key if key.isprintable() and key and "." not in key else json.dumps(key)
 
 
 def describe(node: yaml.Node) -> str:

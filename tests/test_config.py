@@ -291,3 +291,11 @@ def test_override_of_an_unknown_step_suggests_the_closest(write: Write) -> None:
         apply_overrides(pipeline, Overrides(commands={"tset": "x"}))
     with pytest.raises(UsageError, match=r"--only: no step named 'deplyo'"):
         apply_overrides(pipeline, Overrides(only=["deplyo"]))
+
+
+def test_a_failure_handler_selected_alone_runs(write: Write) -> None:
+    pipeline = load_pipeline(write("pipeline.yml", VALID["full"]))
+    alone = apply_overrides(pipeline, Overrides(only=["notify"], with_deps=False))
+    assert (alone.steps["notify"].needs, alone.steps["notify"].when) == ((), "always")
+    with_deps = apply_overrides(pipeline, Overrides(only=["notify"]))
+    assert with_deps.steps["notify"].when == "failure"

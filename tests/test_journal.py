@@ -293,3 +293,41 @@ def test_reused_or_zombie_pids_count_as_dead() -> None:
         time.sleep(0.01)
     assert not process_alive(child.pid, None)  # a zombie (not yet reaped) is gone
     child.wait()
+
+
+def test_jobs_that_share_a_run_id_merge_into_one_run(write: Write) -> None:
+    """What an exported workflow does: each job runs one step under one run id, the last job
+    imports every job's journal."""
+    write("p.yml", "name: split\nsteps:\n  a: {run: 'echo a'}\n  b: {run: 'exit 1', needs: [a]}\n")
+    for step in ("a", "b"):
+        cli(
+            "run",
+            "p.yml",
+            "--only",
+            step,
+            "--no-deps",
+            "--journal",
+            f"{step}.db",
+            "--run-id",
+            "gh-7-1",
+        )
+        Path(f"{step}.jsonl").write_text(cli("journal", "export", "--journal", f"{step}.db").stdout)
+    merged = cli("journal", "import", "a.jsonl", "b.jsonl", "--journal", "all.db")
+    assert merged.stdout == "imported 1 new runs, updated 1, 0 already present\n"
+    again = cli("journal", "import", "a.jsonl", "b.jsonl", "--journal", "all.db")
+    assert again.stdout == "imported 0 new runs, updated 0, 2 already present\n"
+    run = JournalStore(Path("all.db")).load_run("gh-7-1")
+    assert run is not None
+    assert [(s.name, s.status) for s in run.steps] == [("a", "completed"), ("b", "failed")]
+    assert run.status == "failed"
+
+
+def test_run_ids_are_checked(write: Write) -> None:
+    write("p.yml", "steps:\n  a: {run: 'true'}\n")
+    bad = cli("run", "p.yml", "--run-id", "../escape")
+    assert bad.returncode == 2
+    assert "--run-id: expected letters, digits" in bad.stderr
+    assert cli("run", "p.yml", "--run-id", "r1").returncode == 0
+    again = cli("run", "p.yml", "--run-id", "r1")
+    assert again.returncode == 2
+    assert "run 'r1' is already in" in again.stderr

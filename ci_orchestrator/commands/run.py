@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +45,7 @@ class RunOptions:
     use_journal: bool = True  # False with --no-journal
     rerun_failed: bool = False
     junit: Path | None = None
+    run_id: str | None = None  # --run-id: several jobs recording parts of one run
 
 
 def run(
@@ -52,7 +54,10 @@ def run(
     out = out or sys.stdout
     env = dict(os.environ if env is None else env)
     pipeline = apply_overrides(load_pipeline(options.target), options.overrides)
+    check_run_id(options.run_id)
     journal = open_journal(options, env)
+    if journal is not None and options.run_id and journal.store.load_run(options.run_id):
+        raise UsageError(f"--run-id: run {options.run_id!r} is already in {journal.store.label}")
     if options.rerun_failed:
         pipeline, message = rerun_selection(pipeline, journal)
         if message:
@@ -68,6 +73,17 @@ def run(
         result = runner.run()
     finish(result, context, options, journal, env, masker)
     return exit_code(result)
+
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_run_id(run_id: str | None) -> None:
+    """Run ids name folders (`.ci-orchestrator/runs/ID`): letters, digits, `.`, `_`, `-`."""
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise UsageError(
+            f"--run-id: expected letters, digits, '.', '_' or '-' (at most 100), got {run_id!r}"
+        )
 
 
 def open_journal(options: RunOptions, env: Mapping[str, str]) -> WorkflowJournal | None:
@@ -139,6 +155,7 @@ def make_runner(
         env={**env, **context.env()},
         weights=weights,
         mask=mask,
+        run_id=options.run_id,
     )
 
 

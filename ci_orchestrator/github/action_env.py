@@ -1,0 +1,229 @@
+"""The Python side of the composite action (`action.yml`): its inputs, which the action passes as
+environment variables, checked and turned into a `ci-orchestrator run` or `comment` command line.
+
+The action never writes `${{ inputs.* }}` into a shell script: each input reaches this module as an
+environment variable, and the command runs from an argument list, never through a shell. A bad input
+is one `::error::` line and exit code 2, before anything runs.
+
+    python -m ci_orchestrator.github.action_env [run|comment]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import yaml
+
+from ci_orchestrator import schema
+from ci_orchestrator.config import DEFAULT_FILE
+from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.github.actions import command
+from ci_orchestrator.graph import closest
+
+# The action's inputs that reach this module, and the environment variable action.yml sets for
+# each. (`github-token`, `python-version` and `working-directory` are used by action.yml itself.)
+INPUT_ENV = {
+    "pipeline": "INPUT_PIPELINE",
+    "template": "INPUT_TEMPLATE",
+    "steps": "INPUT_STEPS",
+    "jobs": "INPUT_JOBS",
+    "keep-going": "INPUT_KEEP_GOING",
+    "junit-path": "INPUT_JUNIT_PATH",
+    "comment": "INPUT_COMMENT",
+    "comment-mode": "INPUT_COMMENT_MODE",
+    "journal-path": "INPUT_JOURNAL_PATH",
+}
+RUN_ID_ENV = "RUN_ID"  # the comment step's: the run step's `run-id` output
+COMMENT_MODES = ("update", "recreate", "off")
+_Loader = schema.yaml12_loader(yaml.SafeLoader)
+_WHOLE_NUMBER = re.compile(r"^[0-9]+$")
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
+
+
+@dataclass(frozen=True)
+class ActionInputs:
+    """The action's inputs, checked."""
+
+    pipeline: str = DEFAULT_FILE
+    template: str = ""
+    steps: Mapping[str, str] = field(default_factory=dict)
+    jobs: int | None = None
+    keep_going: bool = False
+    junit_path: str = ""
+    comment: bool = False  # checked here; action.yml's `if:` acts on it
+    comment_mode: str = "update"
+    journal_path: str = ""
+
+
+def read_inputs(env: Mapping[str, str]) -> ActionInputs:
+    """The inputs from the environment, or a `UsageError` naming the first bad one."""
+
+    def get(name: str) -> str:
+        return env.get(INPUT_ENV[name], "").strip()
+
+    inputs = ActionInputs(
+        pipeline=get("pipeline") or DEFAULT_FILE,
+        template=get("template"),
+        steps=parse_steps(env.get(INPUT_ENV["steps"], "")),
+        jobs=parse_jobs(get("jobs")),
+        keep_going=parse_bool("keep-going", get("keep-going")),
+        junit_path=get("junit-path"),
+        comment=parse_bool("comment", get("comment")),
+        comment_mode=parse_choice("comment-mode", get("comment-mode") or "update", COMMENT_MODES),
+        journal_path=get("journal-path"),
+    )
+    check_target(inputs)
+    return inputs
+
+
+def parse_steps(text: str) -> dict[str, str]:
+    """The `steps` input: a YAML mapping of step name to shell command ('' for none)."""
+    if not text.strip():
+        return {}
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader with YAML 1.2 booleans
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise UsageError(
+            f"steps input: not valid YAML{where}: {problem}; quote a command that contains ': '"
+            " or starts with a YAML character, or write it as a block (`test: |`)"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            "steps input: expected a YAML mapping of step name to shell command, like"
+            f" 'lint: ruff check .', got {_kind(data)}"
+        )
+    return {_step_name(key): _step_command(key, value) for key, value in data.items()}
+
+
+def _step_name(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise UsageError(f"steps input: step name {key!r} is not a name; quote it as a string")
+    if "=" in key:
+        raise UsageError(f"steps input: step name {key!r} contains '=', which --set cannot pass")
+    return key.strip()
+
+
+def _step_command(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise UsageError(
+            f"steps input: the command for {key!r} is {_kind(value)}; expected a shell command"
+            " (quote it if YAML reads it as something else)"
+        )
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return f"{_KINDS.get(type(value), type(value).__name__)} ({value!r:.40})"
+
+
+def parse_jobs(text: str) -> int | None:
+    """The `jobs` input: empty for the default (the CPU count), or a whole number ≥ 1."""
+    if not text:
+        return None
+    if not _WHOLE_NUMBER.match(text) or int(text) < 1:
+        raise UsageError(f"jobs input: expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def parse_bool(name: str, text: str) -> bool:
+    """`true` or `false` (any case); empty is false."""
+    if text.lower() not in ("", "true", "false"):
+        raise UsageError(f"{name} input: expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def parse_choice(name: str, text: str, choices: Sequence[str]) -> str:
+    """One of `choices`, exactly."""
+    if text not in choices:
+        hint = closest(text, choices)
+        raise UsageError(f"{name} input: expected one of {', '.join(choices)}, got {text!r}{hint}")
+    return text
+
+
+def check_target(inputs: ActionInputs) -> None:
+    """A template is a built-in name, and replaces the pipeline file rather than joining it."""
+    if not inputs.template:
+        return
+    from ci_orchestrator.templates import template_names
+
+    names = template_names()
+    if inputs.template not in names:
+        raise UsageError(
+            f"template input: no template named {inputs.template!r}"
+            f"{closest(inputs.template, names)}; the templates are {', '.join(names)}"
+        )
+    if inputs.pipeline != DEFAULT_FILE:
+        raise UsageError(
+            "pipeline and template inputs: give one of them (a template is a whole pipeline; to"
+            " build on one, write a pipeline file with `extends:`)"
+        )
+
+
+def run_arguments(inputs: ActionInputs) -> list[str]:
+    """`ci-orchestrator run ...` for these inputs (the words after `ci-orchestrator`).
+
+    The JUnit path is made absolute so that the `junit-path` output names the file wherever the
+    caller's next step runs.
+    """
+    target = inputs.template or inputs.pipeline
+    args = ["run", f"./{target}" if target.startswith("-") else target]
+    args += [f"--set={name}={command_}" for name, command_ in inputs.steps.items()]
+    if inputs.jobs is not None:
+        args.append(f"--jobs={inputs.jobs}")
+    if inputs.keep_going:
+        args.append("--keep-going")
+    if inputs.junit_path:
+        args.append(f"--junit={os.path.abspath(inputs.junit_path)}")
+    if inputs.journal_path:
+        args.append(f"--journal={inputs.journal_path}")
+    return args
+
+
+def comment_arguments(inputs: ActionInputs, run_id: str = "") -> list[str]:
+    """`ci-orchestrator comment ...` about the run `run_id` (default: the journal's latest); the
+    token comes from `GITHUB_TOKEN`, not the command line, which `ps` shows."""
+    args = ["comment", f"--comment-mode={inputs.comment_mode}"]
+    if run_id:
+        args.append(f"--run-id={run_id}")
+    if inputs.journal_path:
+        args.append(f"--journal={inputs.journal_path}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Check the inputs, then replace this process with the `ci-orchestrator` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    mode = argv[0] if argv else "run"
+    if mode not in ("run", "comment"):
+        print("usage: python -m ci_orchestrator.github.action_env [run|comment]")
+        return ExitCode.USAGE
+    env = os.environ if env is None else env
+    try:
+        inputs = read_inputs(env)
+    except UsageError as exc:
+        print(command("error", str(exc), title="ci-orchestrator"), flush=True)
+        return ExitCode.USAGE
+    if mode == "comment":
+        return execute(comment_arguments(inputs, env.get(RUN_ID_ENV, "").strip()))
+    return execute(run_arguments(inputs))
+
+
+def execute(args: Sequence[str]) -> NoReturn:
+    """Show the command, then become it: signals from the runner reach ci-orchestrator itself."""
+    print(f"ci-orchestrator {shlex.join(args)}", flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "ci_orchestrator", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
