@@ -1,0 +1,1 @@
+"""Benchmarks of ci-orchestrator against its peers; `python bench/run.py` runs them all."""
