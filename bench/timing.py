@@ -11,8 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Variables that would change how a tool behaves (GitHub Actions mode, a parent make's flags).
-_FOREIGN = ("GITHUB_", "RUNNER_", "CI_ORCHESTRATOR_", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+# Variables that would change how a tool behaves (GitHub Actions mode, a parent make's flags), and
+# PYTHONDONTWRITEBYTECODE: with it, a Python tool installed from source (ours, editable) would
+# compile every module at every start, which no user's installation does.
+_FOREIGN = (
+    "GITHUB_", "RUNNER_", "CI_ORCHESTRATOR_", "MAKEFLAGS", "MFLAGS", "MAKELEVEL",
+    "PYTHONDONTWRITEBYTECODE",
+)  # fmt: skip
 
 
 class ProcessFailed(RuntimeError):

@@ -8,7 +8,8 @@ step, for medians and percentiles) reach Python.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,20 @@ class WorkflowAnalytics:
     def __init__(self, journal: WorkflowJournal | JournalStore, scope: Scope | None = None):
         self.store = journal.store if isinstance(journal, WorkflowJournal) else journal
         self.scope = scope or Scope()
+        self._memo: dict[str, Any] | None = None  # answers shared within one report
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Within one report, the per-step aggregates and samples are read once, not per section.
+        (Between calls nothing is kept: the journal may have grown.)"""
+        outer = self._memo is not None
+        if not outer:
+            self._memo = {}
+        try:
+            yield
+        finally:
+            if not outer:
+                self._memo = None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.store.query(sql, params)
@@ -137,6 +152,10 @@ class WorkflowAnalytics:
         return row[0] / row[1] if row[1] else 0.0
 
     def generate_insight(self) -> WorkflowInsight:
+        with self._snapshot():
+            return self._insight()
+
+    def _insight(self) -> WorkflowInsight:
         where, params = self.scope.runs_where()
         runs, mean = self._rows(
             f"SELECT count(*), avg(duration_ms) FROM runs WHERE {where}", params
@@ -154,8 +173,10 @@ class WorkflowAnalytics:
     # --- beyond ---
 
     def _aggregates(self) -> list[Any]:
+        if self._memo is not None and "aggregates" in self._memo:
+            return list(self._memo["aggregates"])
         where, params = self.scope.steps_where()
-        return self._rows(
+        rows = self._rows(
             "SELECT name, count(*), sum(status = 'completed'), sum(status = 'failed'),"
             " sum(status = 'skipped'), sum(lost_ms), sum(flaky),"
             " max(CASE WHEN status = 'failed' THEN finished_at END)"
@@ -163,6 +184,9 @@ class WorkflowAnalytics:
             " GROUP BY name",
             params,
         )
+        if self._memo is not None:
+            self._memo["aggregates"] = rows
+        return rows
 
     def _hotspot_rows(self) -> list[Hotspot]:
         return [Hotspot(r[0], r[3], r[2] + r[3], r[5] or 0.0, r[7]) for r in self._aggregates()]
@@ -189,6 +213,15 @@ class WorkflowAnalytics:
 
     def recent_durations(self, limit: int = SAMPLES) -> dict[str, list[float]]:
         """The latest `limit` completed durations of each step, newest first."""
+        if self._memo is not None:
+            known = self._memo.get("recent")
+            if known is None or known[0] < limit:
+                known = (max(limit, SAMPLES), self._recent(max(limit, SAMPLES)))
+                self._memo["recent"] = known
+            return {name: values[:limit] for name, values in known[1].items()}
+        return self._recent(limit)
+
+    def _recent(self, limit: int) -> dict[str, list[float]]:
         where, params = self.scope.steps_where()
         names = [
             r[0] for r in self._rows(f"SELECT DISTINCT name FROM steps s WHERE {where}", params)
@@ -296,6 +329,10 @@ class WorkflowAnalytics:
 
     def health_report(self, title: str, run: RunRecord | None = None) -> HealthReport:
         """Everything the Markdown and text reports show, for `run` and the history in scope."""
+        with self._snapshot():
+            return self._health_report(title, run)
+
+    def _health_report(self, title: str, run: RunRecord | None) -> HealthReport:
         where, params = self.scope.runs_where()
         count, passed, mean = self._rows(
             f"SELECT count(*), sum(status = 'passed'), avg(duration_ms) FROM runs WHERE {where}",
@@ -320,10 +357,8 @@ class WorkflowAnalytics:
 
 
 def _with_medians(run: RunRecord, medians: dict[str, float]) -> RunRecord:
-    from dataclasses import replace
-
-    steps = tuple(replace(s, median_ms=medians.get(s.name)) for s in run.steps)
-    return replace(run, steps=steps)
+    steps = tuple(s._replace(median_ms=medians.get(s.name)) for s in run.steps)
+    return run._replace(steps=steps)
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:

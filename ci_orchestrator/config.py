@@ -8,20 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ci_orchestrator import graph, schema
+from ci_orchestrator import graph
 from ci_orchestrator.errors import ConfigError, CycleError, UsageError, WorkflowError
 from ci_orchestrator.retry import ExitFailure, RetryPolicy, StepTimeout
 
 if TYPE_CHECKING:
+    import yaml
+
     from ci_orchestrator.runner import WorkflowRunner, WorkflowStep
 
 DEFAULT_FILE = ".ci-orchestrator.yml"
-_Loader = schema.yaml12_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@cache
+def _loader() -> Any:
+    """PyYAML (and the rules) cost ~30 ms to import: only a pipeline not in the cache pays."""
+    import yaml
+
+    from ci_orchestrator.schema import yaml12_loader
+
+    return yaml12_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -111,11 +121,22 @@ def resolve_target(target: str | None) -> Path:
     return Path(target)
 
 
-def load_pipeline(target: str | Path | None = None) -> Pipeline:
-    """Read a pipeline file (or a built-in template by name), resolving `extends`."""
+def load_pipeline(target: str | Path | None = None, *, use_cache: bool = True) -> Pipeline:
+    """Read a pipeline file (or a built-in template by name), resolving `extends`.
+
+    A file read before, unchanged since (nor anything it extends), comes from the cache in the
+    state folder without parsing YAML again.
+    """
+    from ci_orchestrator import pipeline_cache
+
     path = resolve_target(str(target) if target is not None else None)
+    if use_cache and (found := pipeline_cache.cached(path)) is not None:
+        return found
     raw = _resolve(path, ())
-    return _build(raw, path)
+    pipeline = _build(raw, path)
+    if use_cache:
+        pipeline_cache.remember(path, raw.files, pipeline)
+    return pipeline
 
 
 @dataclass
@@ -127,6 +148,7 @@ class _Raw:
     lines: dict[tuple[str, ...], int]
     where: dict[str, str] = field(default_factory=dict)  # step name -> file:line
     extended: bool = False
+    files: list[Path] = field(default_factory=list)  # this file and every file it extends
 
 
 def _label(path: Path) -> str:
@@ -152,8 +174,10 @@ def read_yaml(path: Path, label: str) -> yaml.Node:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    import yaml
+
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes = list(yaml.compose_all(text, Loader=_loader()))
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, label, text) from None
     except yaml.reader.ReaderError as exc:
@@ -180,6 +204,8 @@ def _yaml_error(exc: yaml.MarkedYAMLError, label: str, text: str) -> ConfigError
 
 
 def _check(path: Path) -> _Raw:
+    from ci_orchestrator import schema
+
     label = _label(path)
     node = read_yaml(path, label)
     ctx = schema.Context(label)
@@ -189,7 +215,7 @@ def _check(path: Path) -> _Raw:
         for key, line in ctx.lines.items()
         if len(key) == 2 and key[0] == "steps"
     }
-    return _Raw(label, values, ctx.lines, where)
+    return _Raw(label, values, ctx.lines, where, files=[path])
 
 
 def _resolve(path: Path, chain: tuple[Path, ...]) -> _Raw:
@@ -244,7 +270,7 @@ def _merge(base: _Raw, child: _Raw) -> _Raw:
         steps[name] = {**steps.get(name, {}), **step, "env": _env(steps.get(name, {}), step)}
     values["steps"] = steps
     where = {**base.where, **child.where}
-    return _Raw(child.label, values, child.lines, where, extended=True)
+    return _Raw(child.label, values, child.lines, where, True, [*child.files, *base.files])
 
 
 def _env(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, str]:

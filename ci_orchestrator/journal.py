@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ci_orchestrator.errors import JournalError
-from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord, to_json
 from ci_orchestrator.runner import (
     Attempt,
     RunInfo,
@@ -198,7 +198,6 @@ class JournalStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA mmap_size=1073741824")  # reports over big journals read much faster
         if version < SCHEMA_VERSION:
             self._migrate(db, version)
         return db
@@ -764,9 +763,7 @@ def export_runs(store: JournalStore, out: IO[str], since: float | None = None) -
 
 
 def run_to_json(run: RunRecord) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {"format": "ci-orchestrator-run/1", **asdict(run)}
+    return {"format": "ci-orchestrator-run/1", **to_json(run)}
 
 
 def run_from_json(data: Mapping[str, Any]) -> RunRecord:

@@ -1,16 +1,16 @@
 """Values that describe finished work: what the journal stores and what the reports render.
 
-Plain frozen dataclasses, so that renderers (JUnit, Markdown, terminal) are pure functions of them
-and tests can build them by hand.
+Immutable NamedTuples (cheap to define, which keeps start-up fast), so that renderers (JUnit,
+Markdown, terminal) are pure functions of them and tests can build them by hand; change one with
+`record._replace(field=value)`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class AttemptRecord:
+class AttemptRecord(NamedTuple):
     number: int
     exit_code: int | None
     duration_ms: float
@@ -22,11 +22,8 @@ class AttemptRecord:
         return not self.error and not self.timed_out and self.exit_code in (0, None)
 
 
-@dataclass(frozen=True)
-class TestCaseRecord:
+class TestCaseRecord(NamedTuple):
     """One test case read from a step's JUnit file (`junit:`)."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     suite: str
     classname: str
@@ -42,8 +39,7 @@ class TestCaseRecord:
         return f"{self.classname}.{self.name}" if self.classname else self.name
 
 
-@dataclass(frozen=True)
-class StepRecord:
+class StepRecord(NamedTuple):
     name: str
     status: str  # completed | failed | skipped | cancelled | running | pending
     reason: str = ""
@@ -65,8 +61,7 @@ class StepRecord:
         return bool(self.attempts) and self.attempts[-1].timed_out
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     id: str
     pipeline: str
     status: str  # running | passed | failed | interrupted | abandoned
@@ -95,8 +90,7 @@ class RunRecord:
 # --- what analytics computes from many runs ---
 
 
-@dataclass(frozen=True)
-class Hotspot:
+class Hotspot(NamedTuple):
     """A step that fails often or costs much time in failures and retries."""
 
     step: str
@@ -110,8 +104,7 @@ class Hotspot:
         return self.failures / self.runs if self.runs else 0.0
 
 
-@dataclass(frozen=True)
-class FlakyStep:
+class FlakyStep(NamedTuple):
     """A step (or test, when `test` is set) that both failed and passed for the same code."""
 
     step: str
@@ -124,8 +117,7 @@ class FlakyStep:
         return self.flaky_runs / self.runs if self.runs else 0.0
 
 
-@dataclass(frozen=True)
-class StepStats:
+class StepStats(NamedTuple):
     step: str
     runs: int
     passed: int
@@ -142,8 +134,7 @@ class StepStats:
         return self.passed / done if done else None
 
 
-@dataclass(frozen=True)
-class Regression:
+class Regression(NamedTuple):
     """A step whose recent median duration grew against its earlier median."""
 
     step: str
@@ -157,8 +148,7 @@ class Regression:
         return self.recent_median_ms / self.earlier_median_ms - 1 if self.earlier_median_ms else 0.0
 
 
-@dataclass(frozen=True)
-class HealthReport:
+class HealthReport(NamedTuple):
     """Everything a report shows: one run in detail (optional) and history around it."""
 
     title: str
@@ -172,4 +162,15 @@ class HealthReport:
     regressions: tuple[Regression, ...] = ()
     stats: tuple[StepStats, ...] = ()
     critical_path: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = ()
+
+
+def to_json(value: Any) -> Any:
+    """Records (and tuples and dicts of them) as plain JSON-ready data."""
+    if hasattr(value, "_asdict"):
+        return {k: to_json(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value

@@ -555,6 +555,8 @@ class _Execution:
                 self.read_tests()
             if self.log is not None:
                 self.log.close()
+                if self.log.file is not None:
+                    step.log_path = str(self.log.path)
                 if self.log.error:
                     log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
 
@@ -569,8 +571,6 @@ class _Execution:
     def open_log(self) -> None:
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
         self.log = StepLog(path)
-        if self.log.file is not None:
-            self.step.log_path = str(path)
         self.env["CI_ORCHESTRATOR_OUTPUT"] = str(path.with_suffix(".out"))
 
     def condition_failed(self) -> str | None:
@@ -716,20 +716,20 @@ class _Execution:
 
 
 class StepLog:
-    """A step's log file that a full or read-only disk cannot break: the first failure is kept
-    in `error` and later writes are dropped, while the step runs on."""
+    """A step's log file, made on the first output (a silent step costs no file), that a full or
+    read-only disk cannot break: the first failure is kept in `error` and later writes are
+    dropped, while the step runs on."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.error: str | None = None
         self.file: BinaryIO | None = None
-        try:
-            self.file = path.open("wb")
-        except OSError as exc:
-            self.error = exc.strerror or str(exc)
 
     def write(self, data: bytes) -> int:
-        if self.file is not None and self.error is None:
+        if self.error is None and data:
             try:
+                if self.file is None:
+                    self.file = self.path.open("wb")
                 self.file.write(data)
             except OSError as exc:
                 self.error = exc.strerror or str(exc)

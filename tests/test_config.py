@@ -299,3 +299,22 @@ def test_a_failure_handler_selected_alone_runs(write: Write) -> None:
     assert (alone.steps["notify"].needs, alone.steps["notify"].when) == ((), "always")
     with_deps = apply_overrides(pipeline, Overrides(only=["notify"]))
     assert with_deps.steps["notify"].when == "failure"
+
+
+def test_the_cache_serves_unchanged_files_and_notices_every_change(write: Write) -> None:
+    from ci_orchestrator import pipeline_cache
+
+    Path(".ci-orchestrator").mkdir()
+    write(
+        "base.yml", "steps:\n  a: {run: echo a, timeout: 5m, retry: {attempts: 2, on: [timeout]}}\n"
+    )
+    child = write("pipeline.yml", "extends: base.yml\nsteps:\n  b: {run: echo b, needs: [a]}\n")
+    first = load_pipeline(child)
+    assert pipeline_cache.CACHE_FILE.exists()
+    assert pipeline_cache.cached(Path(child)) == first
+    assert load_pipeline(child) == first
+    write("base.yml", "steps:\n  a: {run: echo changed}\n")  # a file it extends changed
+    assert load_pipeline(child).steps["a"].run == "echo changed"
+    write("pipeline.yml", "extends: base.yml\nsteps:\n  b: {run: true}\n")
+    with pytest.raises(ConfigError, match="quote it"):
+        load_pipeline(child)  # a broken file is never served from the cache

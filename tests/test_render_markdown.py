@@ -4,7 +4,6 @@ files, the size budget, and step output that tries to break out of where it is p
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -34,8 +33,8 @@ def step(name: str, status: str, ms: float = 0.0, **fields: Any) -> StepRecord:
     """A step record; one passing attempt when completed, a log path when it ran."""
     attempts = fields.get("attempts", (AttemptRecord(1, 0, ms),) if status == "completed" else ())
     record = StepRecord(name, status, duration_ms=ms, attempts=attempts)
-    record = replace(record, log_path=f"{LOGS}/{name}.log" if attempts else None)
-    return replace(record, **fields)
+    record = record._replace(log_path=f"{LOGS}/{name}.log" if attempts else None)
+    return record._replace(**fields)
 
 
 def failed(name: str, tail: str, reason: str = "exit code 1", **fields: Any) -> StepRecord:
@@ -48,8 +47,8 @@ def failed(name: str, tail: str, reason: str = "exit code 1", **fields: Any) -> 
 def run(status: str, *steps: StepRecord, **fields: Any) -> RunRecord:
     total = sum(s.duration_ms for s in steps) + 100
     record = RunRecord("R7", "web-app", status, T0, T0 + total / 1000, total, steps=steps)
-    record = replace(record, git_sha="9f2c1e7d4b3a", branch="feature/login", event="push")
-    return replace(record, **fields)
+    record = record._replace(git_sha="9f2c1e7d4b3a", branch="feature/login", event="push")
+    return record._replace(**fields)
 
 
 def history() -> dict[str, Any]:
@@ -192,7 +191,7 @@ def size(text: str) -> int:
 
 def test_a_5_mb_log_tail_still_fits_and_keeps_its_end() -> None:
     tail = "".join(f"line {i:07d} of a very chatty build\n" for i in range(140_000))  # ~5 MB
-    report = replace(failing_report(), run=run("failed", failed("build", tail)))
+    report = failing_report()._replace(run=run("failed", failed("build", tail)))
     text = render_markdown(report)
 
     assert len(tail) > 5_000_000
@@ -202,7 +201,7 @@ def test_a_5_mb_log_tail_still_fits_and_keeps_its_end() -> None:
 
 
 def test_a_5_mb_single_line_is_cut_too() -> None:
-    report = replace(failing_report(), run=run("failed", failed("build", "x" * 5_000_000 + "END")))
+    report = failing_report()._replace(run=run("failed", failed("build", "x" * 5_000_000 + "END")))
     text = render_markdown(report)
 
     assert size(text) <= COMMENT_BUDGET
@@ -218,7 +217,7 @@ def many_failures(
 
 
 def test_300_failing_steps_fit_and_are_all_named() -> None:
-    report = replace(failing_report(), run=many_failures(300))
+    report = failing_report()._replace(run=many_failures(300))
     text = render_markdown(report)
 
     assert size(text) <= COMMENT_BUDGET
@@ -232,7 +231,7 @@ def test_300_failing_steps_fit_and_are_all_named() -> None:
 
 
 def test_log_tails_are_shortened_before_any_section_is_left_out() -> None:
-    report = replace(failing_report(), run=many_failures(12, tail_lines=400, line="x" * 100))
+    report = failing_report()._replace(run=many_failures(12, tail_lines=400, line="x" * 100))
     full = render_markdown(report, budget=10**9)
     budget = size(full) // 3
     text = render_markdown(report, budget=budget)
@@ -263,7 +262,7 @@ def test_sections_go_from_the_lowest_priority_up() -> None:
 @pytest.mark.parametrize("budget", [300, 2_000, 10_000, 30_000])
 def test_any_budget_is_respected(budget: int) -> None:
     text = render_markdown(
-        replace(failing_report(), run=many_failures(300)), budget=budget, marker=MARKER
+        failing_report()._replace(run=many_failures(300)), budget=budget, marker=MARKER
     )
 
     assert size(text) <= budget
@@ -272,7 +271,7 @@ def test_any_budget_is_respected(budget: int) -> None:
 
 def test_the_summary_budget_counts_bytes_not_characters() -> None:
     emoji_line = "😀€ü" * 30  # 90 characters, 270 bytes
-    report = replace(failing_report(), run=many_failures(500, tail_lines=50, line=emoji_line))
+    report = failing_report()._replace(run=many_failures(500, tail_lines=50, line=emoji_line))
     text = render_markdown(report, budget=SUMMARY_BUDGET)
 
     assert len(text) < SUMMARY_BUDGET // 2  # in characters it would have fitted more
@@ -411,7 +410,7 @@ def test_a_bare_marker_is_wrapped_in_a_comment() -> None:
 
 
 def test_the_marker_survives_cutting() -> None:
-    report = replace(failing_report(), run=many_failures(300))
+    report = failing_report()._replace(run=many_failures(300))
     assert render_markdown(report, marker=MARKER).startswith(MARKER + "\n")
 
 
@@ -419,8 +418,8 @@ def test_the_marker_survives_cutting() -> None:
 
 
 def test_text_report_has_no_control_characters() -> None:
-    report = replace(
-        history_report(), run=run("failed", failed("b\x1b[2Jad\nname", "\x1b[31mred\x07\n"))
+    report = history_report()._replace(
+        run=run("failed", failed("b\x1b[2Jad\nname", "\x1b[31mred\x07\n"))
     )
     text = render_text(report)
 

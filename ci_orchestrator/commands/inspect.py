@@ -13,7 +13,7 @@ from ci_orchestrator.templates import load_template, template_names, template_te
 
 
 def validate(target: str | None, out: TextIO) -> int:
-    pipeline = load_pipeline(target)
+    pipeline = load_pipeline(target, use_cache=False)
     configured = sum(1 for s in pipeline.steps.values() if s.run is not None)
     out.write(
         f"{pipeline.source}: valid; pipeline {pipeline.name!r}, {len(pipeline.steps)} steps"

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +21,7 @@ from ci_orchestrator.journal import (
     prune,
     run_from_json,
 )
-from ci_orchestrator.records import HealthReport, RunRecord
+from ci_orchestrator.records import HealthReport, RunRecord, to_json
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def report(options: ReportOptions, out: TextIO, env: Mapping[str, str]) -> int:
 
 def render(health: HealthReport, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(asdict(health), indent=2, default=str) + "\n"
+        return json.dumps(to_json(health), indent=2, default=str) + "\n"
     if fmt == "markdown":
         from ci_orchestrator.render.markdown import SUMMARY_BUDGET, render_markdown
 

@@ -12,7 +12,7 @@ while the plain one, newest first, reads back to any date and stops at the first
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
@@ -230,7 +230,7 @@ def unique_names(steps: Iterable[StepRecord]) -> tuple[StepRecord, ...]:
     for step in steps:
         seen[step.name] = seen.get(step.name, 0) + 1
         count = seen[step.name]
-        named.append(step if count == 1 else replace(step, name=f"{step.name} ({count})"))
+        named.append(step if count == 1 else step._replace(name=f"{step.name} ({count})"))
     return tuple(named)
 
 
