@@ -59,8 +59,25 @@ def direct_argv(command: str, path: str | None) -> list[str] | None:
     words = command.split()
     if not words or not _SHELL_CHARS.isdisjoint(command) or words[0] in _SHELL_WORDS:
         return None
-    executable = shutil.which(words[0], path=path)
+    executable = _which(words[0], path)
     return [executable, *words[1:]] if executable else None
+
+
+_FOUND: dict[tuple[str, str | None], str] = {}
+
+
+def _which(name: str, path: str | None) -> str | None:
+    """`shutil.which`, remembering what it found (a program that later vanishes fails to start,
+    and the shell then runs the command instead)."""
+    key = (name, path)
+    found = _FOUND.get(key)
+    if found is None and "/" not in name:
+        found = shutil.which(name, path=path)
+        if found is not None:
+            _FOUND[key] = found
+    elif found is None:
+        found = shutil.which(name, path=path)
+    return found
 
 
 class CancelToken:
