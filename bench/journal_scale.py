@@ -18,8 +18,8 @@ SECONDS_LIMIT = 1.0
 MEMORY_LIMIT_MB = 200.0
 FORMATS = ("text", "json", "markdown")
 MEMORY_NOTE = (
-    "The resident set counts the journal's pages that SQLite maps into the process (the journal"
-    " sets `PRAGMA mmap_size`): page cache shared with the OS, not memory the report allocates."
+    "The report reads the journal through SQLite's page cache (no memory map), so its resident"
+    " set stays small whatever the journal's size."
 )
 FLOOR = "floor: SQLite GROUP BY (fresh Python)"
 FLOOR_SCRIPT = (
