@@ -319,11 +319,12 @@ class WorkflowAnalytics:
         return sorted(found, key=lambda r: -r.change)
 
     def critical_path(self, run: RunRecord) -> list[str]:
-        """The chain of steps that decided the run's wall time."""
-        names = {s.name for s in run.steps}
-        dag = {s.name: [n for n in s.needs if n in names] for s in run.steps}
+        """The chain of steps that decided the run's wall time (steps that never ran left out)."""
+        ran = [s for s in run.steps if s.attempts or s.status in ("completed", "failed")]
+        names = {s.name for s in ran}
+        dag = {s.name: [n for n in s.needs if n in names] for s in ran}
         try:
-            return graph.critical_path(dag, {s.name: s.duration_ms for s in run.steps})
+            return graph.critical_path(dag, {s.name: s.duration_ms for s in ran})
         except CycleError:
             return []
 

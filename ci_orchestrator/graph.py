@@ -119,26 +119,22 @@ def critical_path(graph: Graph, durations: Mapping[str, float]) -> list[str]:
 
 def ancestors(graph: Graph, names: Iterable[str]) -> set[str]:
     """Every step that the given steps need, directly or not (the given ones excluded)."""
-    seen: set[str] = set()
-    todo = [need for name in names for need in graph[name]]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(graph[name])
-    return seen
+    return _reachable(graph, names)
 
 
 def descendants(graph: Graph, names: Iterable[str]) -> set[str]:
     """Every step that needs one of the given steps, directly or not (the given ones excluded)."""
-    after = dependents(graph)
+    return _reachable(dependents(graph), names)
+
+
+def _reachable(edges: Graph, names: Iterable[str]) -> set[str]:
     seen: set[str] = set()
-    todo = [d for name in names for d in after[name]]
+    todo = [nxt for name in names for nxt in edges[name]]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(after[name])
+            todo.extend(edges[name])
     return seen
 
 
