@@ -169,7 +169,13 @@ def read_yaml(path: Path, label: str) -> yaml.Node:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{label}: no such file") from None
+        hint = ""
+        if label == DEFAULT_FILE:
+            hint = (
+                "; start one with `ci-orchestrator templates show ci_cd > .ci-orchestrator.yml`,"
+                " or name a pipeline file or template"
+            )
+        raise ConfigError(f"{label}: no such file{hint}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
