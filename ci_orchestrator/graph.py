@@ -166,12 +166,6 @@ class ReadySet:
     def pop(self) -> str:
         return heapq.heappop(self._heap)[2]
 
-    def drain(self) -> list[str]:
-        """Take every ready step at once, highest priority first."""
-        names = [entry[2] for entry in sorted(self._heap)]
-        self._heap.clear()
-        return names
-
     def done(self, name: str) -> list[str]:
         """Mark a step finished; return the steps that became ready (already queued)."""
         ready = []
