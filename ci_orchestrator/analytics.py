@@ -7,13 +7,13 @@ step, for medians and percentiles) reach Python.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ci_orchestrator import graph
+from ci_orchestrator.durations import median
 from ci_orchestrator.errors import CycleError
 from ci_orchestrator.journal import JournalStore, WorkflowJournal
 from ci_orchestrator.records import (
@@ -239,9 +239,7 @@ class WorkflowAnalytics:
     def medians(self, limit: int = 20) -> dict[str, float]:
         """Each step's median duration over its last `limit` completed runs."""
         return {
-            name: statistics.median(values)
-            for name, values in self.recent_durations(limit).items()
-            if values
+            name: median(values) for name, values in self.recent_durations(limit).items() if values
         }
 
     def flaky_steps(self) -> list[FlakyStep]:
@@ -313,7 +311,7 @@ class WorkflowAnalytics:
             new, old = values[:recent], values[recent:]
             if len(new) < min_samples or len(old) < min_samples:
                 continue
-            now, before = statistics.median(new), statistics.median(old)
+            now, before = median(new), median(old)
             if now > before * (1 + threshold) and now - before >= min_delta_ms:
                 found.append(Regression(name, now, before, len(new), len(old)))
         return sorted(found, key=lambda r: -r.change)

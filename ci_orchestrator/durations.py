@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
@@ -24,6 +25,15 @@ def parse_duration(value: str | float) -> float | None:
     if text[-1].isdigit():
         return float(text)
     return sum(float(num) * _UNITS[unit] for num, unit in _PARTS.findall(text))
+
+
+def median(values: Iterable[float]) -> float:
+    """The median (without `statistics`, which costs start-up to import)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def format_seconds(seconds: float) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ci_orchestrator.durations import median
 from ci_orchestrator.errors import JournalError
 from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord, to_json
 from ci_orchestrator.runner import (
@@ -337,11 +338,7 @@ class JournalStore:
                 (pipeline, name, last),
             )
             if rows:
-                values = sorted(r[0] for r in rows)
-                mid = len(values) // 2
-                medians[name] = (
-                    values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-                )
+                medians[name] = median(r[0] for r in rows)
         return medians
 
     def _records(self, runs: list[sqlite3.Row]) -> list[RunRecord]:

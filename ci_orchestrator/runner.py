@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ci_orchestrator import graph
+from ci_orchestrator.durations import median
 from ci_orchestrator.errors import WorkflowError
 from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
@@ -382,7 +383,7 @@ class _Run:
 
     def schedule(self) -> None:
         weights = self.runner.weights
-        default = _median(list(weights.values())) if weights else 1.0
+        default = median(weights.values()) if weights else 1.0
         priority = graph.longest_remaining_path(self.graph, weights, default)
         ready = graph.ReadySet(self.graph, priority)
         running = 0
@@ -816,12 +817,6 @@ def _reset(step: WorkflowStep) -> None:
     step.duration_ms, step.attempts, step.flaky, step.exit_code = 0.0, [], False, None
     step.log_path, step.tail, step.started_at = None, "", None
     step.tests, step.junit_problems = [], []
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _jsonable(value: Any) -> bool:
