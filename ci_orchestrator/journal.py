@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import JournalError
+from ci_orchestrator.masking import mask_record
 from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord, to_json
 from ci_orchestrator.runner import (
     Attempt,
@@ -568,7 +569,7 @@ class WorkflowJournal(RunObserver):
         if self.run_id is not None:
             record = AttemptRecord(
                 attempt.number, attempt.exit_code, attempt.duration_ms, attempt.timed_out,
-                attempt.error,
+                self.mask(attempt.error),
             )  # fmt: skip
             self._safely(
                 self.store.save_attempt, self.run_id, step.name, record, attempt.started_at
@@ -694,7 +695,7 @@ def step_record(step: WorkflowStep, mask: Callable[[str], str] = _unmasked) -> S
         reason=mask(step.reason),
         duration_ms=step.duration_ms,
         attempts=tuple(
-            AttemptRecord(a.number, a.exit_code, a.duration_ms, a.timed_out, a.error)
+            AttemptRecord(a.number, a.exit_code, a.duration_ms, a.timed_out, mask(a.error))
             for a in step.attempts
         ),
         exit_code=step.exit_code,
@@ -704,8 +705,18 @@ def step_record(step: WorkflowStep, mask: Callable[[str], str] = _unmasked) -> S
         log_tail=mask(step.tail[-TAIL_CHARS:]),
         log_path=step.log_path,
         started_at=step.started_at,
-        tests=tuple(step.tests),
-        junit_problems=tuple(step.junit_problems),
+        tests=tuple(_masked_case(case, mask) for case in step.tests),
+        junit_problems=tuple(mask(problem) for problem in step.junit_problems),
+    )
+
+
+def _masked_case(case: TestCaseRecord, mask: Callable[[str], str]) -> TestCaseRecord:
+    return case._replace(
+        suite=mask(case.suite),
+        classname=mask(case.classname),
+        name=mask(case.name),
+        message=mask(case.message),
+        output=mask(case.output),
     )
 
 
@@ -746,15 +757,22 @@ def process_alive(pid: int | None, started: str | None) -> bool:
 # --- export, import, prune ---
 
 
-def export_runs(store: JournalStore, out: IO[str], since: float | None = None) -> int:
-    """Every run as one JSON line (steps, attempts and tests inside); returns the count."""
+def export_runs(
+    store: JournalStore,
+    out: IO[str],
+    since: float | None = None,
+    mask: Callable[[str], str] | None = None,
+) -> int:
+    """Every run as one JSON line (steps, attempts and tests inside), with `mask` applied to every
+    text; returns the count."""
     rows = store.query(
         "SELECT * FROM runs WHERE started_at >= ? ORDER BY started_at", (since or 0.0,)
     )
     count = 0
     for start in range(0, len(rows), 500):
         for run in store._records(rows[start : start + 500]):
-            out.write(json.dumps(run_to_json(run), separators=(",", ":")) + "\n")
+            masked = mask_record(run, mask) if mask else run
+            out.write(json.dumps(run_to_json(masked), separators=(",", ":")) + "\n")
             count += 1
     return count
 

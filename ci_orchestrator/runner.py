@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ci_orchestrator import graph
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import WorkflowError
+from ci_orchestrator.masking import MaskedStream
 from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
-from ci_orchestrator.shell import DEFAULT_GRACE, CancelToken, run_shell
+from ci_orchestrator.shell import DEFAULT_GRACE, TAIL_BYTES, CancelToken, run_shell
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
 
 if TYPE_CHECKING:
-    from ci_orchestrator.github.actions import MaskedStream, Masker
+    from ci_orchestrator.masking import Masker
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ class WorkflowRunner:
         env: Mapping[str, str] | None = None,
         run_id: str | None = None,
         mask: Masker | None = None,
+        on_mask: Callable[[str], object] | None = None,
     ) -> None:
         self.name = name
         self.jobs = max(1, jobs or os.cpu_count() or 1)
@@ -264,6 +266,7 @@ class WorkflowRunner:
         self.env = env
         self.run_id = run_id
         self.mask = mask  # secrets to keep out of logs, the terminal and the journal
+        self.on_mask = on_mask  # hears each `::add-mask::` value as a step registers it
         self.steps: dict[str, WorkflowStep] = {}
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
@@ -567,6 +570,11 @@ class _Execution:
         from ci_orchestrator.junit_reader import read_junit_globs
 
         cases, problems = read_junit_globs(self.step.junit, Path.cwd(), self.step.name)
+        mask = self.run_.runner.mask
+        if mask is not None:  # test names, messages and output are as secret as the log
+            from ci_orchestrator.masking import mask_record
+
+            cases, problems = mask_record(cases, mask), mask_record(problems, mask)
         self.step.tests, self.step.junit_problems = cases, problems
 
     def open_log(self) -> None:
@@ -580,14 +588,17 @@ class _Execution:
             return None
         if isinstance(condition, str):
             with open(os.devnull, "wb") as devnull:
+                log_ = self.masked_stream(forward=False) or self.log or devnull
                 outcome = run_shell(
                     condition,
-                    log=self.log if self.log is not None else devnull,
+                    log=log_,
                     env=self.env,
                     cwd=self.step.cwd,
                     cancel=self.token,
                     grace=self.step.grace,
                 )
+                if isinstance(log_, MaskedStream):
+                    log_.close()
             return None if outcome.ok else f"condition not met: {condition}"
         try:
             return None if condition(self.run_.results()) else "condition not met"
@@ -678,7 +689,7 @@ class _Execution:
         step.tail = outcome.tail.decode("utf-8", errors="replace")
         if stream is not None:
             stream.close()
-            step.tail = stream.masker(step.tail)
+            step.tail = stream.masker(_whole_lines(step.tail, len(outcome.tail)))
         if outcome.error:
             raise OSError(outcome.error)
         if outcome.cancelled:
@@ -689,15 +700,13 @@ class _Execution:
             raise ExitFailure(outcome.exit_code or 1)
         step.result = read_outputs(output_file)
 
-    def masked_stream(self) -> MaskedStream | None:
+    def masked_stream(self, forward: bool = True) -> MaskedStream | None:
         """With secrets to hide, output is masked line by line before the log and the terminal."""
         mask = self.run_.runner.mask
-        if mask is None:
+        if mask is None or self.log is None:
             return None
-        from ci_orchestrator.github.actions import MaskedStream
-
-        assert self.log is not None
-        return MaskedStream(mask, [self.log.write, self.forward])
+        sinks = [self.log.write, self.forward] if forward else [self.log.write]
+        return MaskedStream(mask, sinks, on_mask=self.run_.runner.on_mask)
 
     def forward(self, chunk: bytes) -> None:
         for observer in self.run_.runner.observers:
@@ -748,6 +757,13 @@ def _timeout(seconds: float | None, exit_code: int | None) -> StepTimeout:
     error = StepTimeout(seconds or 0)
     error.exit_code = exit_code
     return error
+
+
+def _whole_lines(tail: str, size: int) -> str:
+    """A tail cut from a longer output starts mid-line, maybe mid-secret: drop that part line."""
+    if size < TAIL_BYTES:
+        return tail
+    return tail.partition("\n")[2]
 
 
 def read_outputs(path: Path) -> dict[str, str]:

@@ -207,7 +207,7 @@ def test_the_options_the_action_passes_exist_in_the_cli() -> None:
     assert passed == {"--set", "--jobs", "--keep-going", "--junit", "--journal"}
     assert passed <= _options(cli.commands["run"])
     passed = _passed_options(comment_arguments(every_input, "20260101T000000Z-abcdef"))
-    assert passed == {"--comment-mode", "--run-id", "--journal"}
+    assert passed == {"--comment-mode", "--logs", "--run-id", "--journal"}
     assert passed <= _options(comment)
 
 
@@ -247,7 +247,13 @@ def test_defaults_and_template() -> None:
     assert comment_arguments(read_inputs({"INPUT_COMMENT_MODE": "recreate"})) == [
         "comment",
         "--comment-mode=recreate",
+        "--logs=auto",
     ]
+    assert read_inputs({"INPUT_MASK_ENV": "DEPLOY_KEY, OPAQUE\nOTHER"}).mask_env == (
+        "DEPLOY_KEY",
+        "OPAQUE",
+        "OTHER",
+    )
 
 
 @pytest.mark.parametrize(
@@ -268,6 +274,8 @@ def test_defaults_and_template() -> None:
         ({"INPUT_COMMENT_MODE": "edit"}, "comment-mode input: expected one of update,"),
         ({"INPUT_TEMPLATE": "ci-cd"}, "no template named 'ci-cd' (did you mean 'ci_cd'?)"),
         ({"INPUT_TEMPLATE": "ci_cd", "INPUT_PIPELINE": "p.yml"}, "give one of them"),
+        ({"INPUT_MASK_ENV": "KEY=value"}, "mask-env input: 'KEY=value' is not an environment"),
+        ({"INPUT_COMMENT_LOGS": "yes"}, "comment-logs input: expected one of auto, on, off"),
     ],
 )
 def test_bad_inputs(env: dict[str, str], message: str) -> None:
@@ -393,7 +401,7 @@ def test_action_comments_on_the_pull_request(
     done = run_action({**env, "RUN_ID": run_id, "GITHUB_TOKEN": USER_TOKEN}, "comment")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(
-        f"ci-orchestrator comment --comment-mode=update --run-id={run_id}"
+        f"ci-orchestrator comment --comment-mode=update --logs=auto --run-id={run_id}"
     )
     [comment] = github.comments[42]
     assert run_id in comment["body"]

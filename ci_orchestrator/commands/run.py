@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ci_orchestrator.config import Overrides, Pipeline, apply_overrides, build_runner, load_pipeline
 from ci_orchestrator.errors import ExitCode, UsageError
 from ci_orchestrator.github.actions import (
-    Masker,
     append_summary,
+    command,
     in_actions,
     set_outputs,
     summary_room,
 )
 from ci_orchestrator.gitinfo import RunContext, detect
+from ci_orchestrator.masking import Masker, mask_record
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
 from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
 from ci_orchestrator.state import STATE_DIR, ensure_state_dir
@@ -138,6 +139,8 @@ def make_runner(
     reporter = TerminalReporter(
         out, color=use_color(out, env), verbosity=options.verbosity, github=github, mask=mask
     )
+    # The runner must learn a step's `::add-mask::` values as they appear, unmasked.
+    on_mask = reporter.add_mask if github else None
     observers: list[RunObserver] = [reporter]
     weights: dict[str, float] = {}
     if journal is not None:
@@ -155,6 +158,7 @@ def make_runner(
         env={**env, **context.env()},
         weights=weights,
         mask=mask,
+        on_mask=on_mask,
         run_id=options.run_id,
     )
 
@@ -178,7 +182,10 @@ def finish(
         write_junit(record, options.junit)
     if in_actions(env):
         set_outputs(action_outputs(result, options), env)
-        append_summary(masker(job_summary(record, journal, env)), env)
+        append_summary(masker(job_summary(record, journal, env, masker)), env)
+    for warning in masker.warnings():
+        line = command("warning", warning) if in_actions(env) else f"warning: {warning}"
+        print(line, file=sys.stderr)
     if journal is not None and journal.problem:
         print(
             f"warning: the journal did not record all of this run: {journal.problem}",
@@ -198,8 +205,14 @@ def action_outputs(result: WorkflowResult, options: RunOptions) -> dict[str, str
     }
 
 
-def job_summary(record: RunRecord, journal: WorkflowJournal | None, env: Mapping[str, str]) -> str:
-    """The run's Markdown report, with history when there is a journal, within the 1 MiB."""
+def job_summary(
+    record: RunRecord,
+    journal: WorkflowJournal | None,
+    env: Mapping[str, str],
+    masker: Masker | None = None,
+) -> str:
+    """The run's Markdown report, with history when there is a journal, within the 1 MiB;
+    `masker` hides secrets in the report's texts before they are escaped."""
     from ci_orchestrator.analytics import Scope, WorkflowAnalytics
     from ci_orchestrator.journal import JournalStore
     from ci_orchestrator.render.markdown import render_markdown
@@ -207,6 +220,8 @@ def job_summary(record: RunRecord, journal: WorkflowJournal | None, env: Mapping
     store = journal.store if journal is not None else JournalStore()
     title = f"{record.pipeline} health"
     health = WorkflowAnalytics(store, Scope(pipeline=record.pipeline)).health_report(title, record)
+    if masker:
+        health = mask_record(health, masker)
     return render_markdown(health, budget=summary_room(env))
 
 

@@ -25,6 +25,7 @@ from ci_orchestrator.config import DEFAULT_FILE
 from ci_orchestrator.errors import ExitCode, UsageError
 from ci_orchestrator.github.actions import command
 from ci_orchestrator.graph import closest
+from ci_orchestrator.masking import MASK_ENV
 
 # The action's inputs that reach this module, and the environment variable action.yml sets for
 # each. (`github-token`, `python-version` and `working-directory` are used by action.yml itself.)
@@ -38,9 +39,13 @@ INPUT_ENV = {
     "comment": "INPUT_COMMENT",
     "comment-mode": "INPUT_COMMENT_MODE",
     "journal-path": "INPUT_JOURNAL_PATH",
+    "mask-env": "INPUT_MASK_ENV",
+    "comment-logs": "INPUT_COMMENT_LOGS",
 }
 RUN_ID_ENV = "RUN_ID"  # the comment step's: the run step's `run-id` output
 COMMENT_MODES = ("update", "recreate", "off")
+COMMENT_LOGS = ("auto", "on", "off")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _Loader = schema.yaml12_loader(yaml.SafeLoader)
 _WHOLE_NUMBER = re.compile(r"^[0-9]+$")
 _KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
@@ -59,6 +64,8 @@ class ActionInputs:
     comment: bool = False  # checked here; action.yml's `if:` acts on it
     comment_mode: str = "update"
     journal_path: str = ""
+    mask_env: tuple[str, ...] = ()
+    comment_logs: str = "auto"
 
 
 def read_inputs(env: Mapping[str, str]) -> ActionInputs:
@@ -77,6 +84,8 @@ def read_inputs(env: Mapping[str, str]) -> ActionInputs:
         comment=parse_bool("comment", get("comment")),
         comment_mode=parse_choice("comment-mode", get("comment-mode") or "update", COMMENT_MODES),
         journal_path=get("journal-path"),
+        mask_env=parse_names("mask-env", get("mask-env")),
+        comment_logs=parse_choice("comment-logs", get("comment-logs") or "auto", COMMENT_LOGS),
     )
     check_target(inputs)
     return inputs
@@ -143,6 +152,18 @@ def parse_bool(name: str, text: str) -> bool:
     return text.lower() == "true"
 
 
+def parse_names(name: str, text: str) -> tuple[str, ...]:
+    """Environment variable names, separated by commas, spaces or new lines."""
+    names = tuple(part for part in re.split(r"[\s,]+", text) if part)
+    for part in names:
+        if not _ENV_NAME.match(part):
+            raise UsageError(
+                f"{name} input: {part!r} is not an environment variable name; list names"
+                " (like DEPLOY_KEY), not values"
+            )
+    return names
+
+
 def parse_choice(name: str, text: str, choices: Sequence[str]) -> str:
     """One of `choices`, exactly."""
     if text not in choices:
@@ -193,7 +214,7 @@ def run_arguments(inputs: ActionInputs) -> list[str]:
 def comment_arguments(inputs: ActionInputs, run_id: str = "") -> list[str]:
     """`ci-orchestrator comment ...` about the run `run_id` (default: the journal's latest); the
     token comes from `GITHUB_TOKEN`, not the command line, which `ps` shows."""
-    args = ["comment", f"--comment-mode={inputs.comment_mode}"]
+    args = ["comment", f"--comment-mode={inputs.comment_mode}", f"--logs={inputs.comment_logs}"]
     if run_id:
         args.append(f"--run-id={run_id}")
     if inputs.journal_path:
@@ -214,6 +235,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except UsageError as exc:
         print(command("error", str(exc), title="ci-orchestrator"), flush=True)
         return ExitCode.USAGE
+    if inputs.mask_env:  # both processes mask them: the run's outputs and the comment
+        listed = [env.get(MASK_ENV, ""), *inputs.mask_env]
+        os.environ[MASK_ENV] = ",".join(name for name in listed if name)
     if mode == "comment":
         return execute(comment_arguments(inputs, env.get(RUN_ID_ENV, "").strip()))
     return execute(run_arguments(inputs))

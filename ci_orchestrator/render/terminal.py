@@ -261,6 +261,12 @@ class TerminalReporter(RunObserver):
     def write(self, line: str) -> None:
         self.emit(self.mask(line) + "\n")
 
+    def add_mask(self, value: str) -> None:
+        """Pass a step's `::add-mask::` on to the GitHub runner with the real value (escaped as
+        the runner reads it), the moment it is seen: the one line never masked."""
+        with self.lock:
+            self.emit(command("add-mask", value) + "\n")
+
     def emit(self, text: str) -> None:
         """Write and flush; a reader that went away (`| head`) does not stop the run."""
         if self.closed:
