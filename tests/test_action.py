@@ -44,7 +44,8 @@ BIN = Path(sys.executable).parent
 _Loader = schema.yaml12_loader(yaml.SafeLoader)
 
 # Inputs that action.yml uses itself instead of handing them to action_env.
-ACTION_ONLY_INPUTS = {"github-token", "python-version", "working-directory"}
+HISTORY_INPUTS = ("history", "history-key", "history-days")  # the history steps read them
+ACTION_ONLY_INPUTS = {"github-token", "python-version", "working-directory", *HISTORY_INPUTS}
 
 
 # --- helpers shared with test_export.py ---
@@ -156,7 +157,7 @@ def test_every_input_passes_through_env() -> None:
 
 def test_comment_step_keeps_the_pipelines_result() -> None:
     action = load_yaml(ACTION)
-    step = action["runs"]["steps"][-1]
+    [step] = [s for s in action["runs"]["steps"] if s["name"] == "Comment on the pull request"]
     assert step["continue-on-error"] is True
     assert step["if"].startswith("always() && inputs.comment == 'true'")
     assert step["env"]["GITHUB_TOKEN"] == "${{ inputs.github-token }}"

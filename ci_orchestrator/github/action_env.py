@@ -5,7 +5,8 @@ The action never writes `${{ inputs.* }}` into a shell script: each input reache
 environment variable, and the command runs from an argument list, never through a shell. A bad input
 is one `::error::` line and exit code 2, before anything runs.
 
-    python -m ci_orchestrator.github.action_env [run|comment]
+    python -m ci_orchestrator.github.action_env [run|comment|history-keys|history-restored|
+                                                 history-stash|history-merge]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -23,7 +25,7 @@ import yaml
 from ci_orchestrator import schema
 from ci_orchestrator.config import DEFAULT_FILE
 from ci_orchestrator.errors import ExitCode, UsageError
-from ci_orchestrator.github.actions import command
+from ci_orchestrator.github.actions import command, set_outputs
 from ci_orchestrator.graph import closest
 from ci_orchestrator.masking import MASK_ENV
 
@@ -222,14 +224,84 @@ def comment_arguments(inputs: ActionInputs, run_id: str = "") -> list[str]:
     return args
 
 
+# --- history: the journal in the Actions cache (see ci_orchestrator/github/cache.py) ---
+
+HISTORY_MODES = ("history-keys", "history-restored", "history-stash", "history-merge")
+HISTORY_CHOICES = ("cache", "off")
+STASH = "ci-orchestrator-history/journal.db"  # under $RUNNER_TEMP: this job's journal, set aside
+
+
+@dataclass(frozen=True)
+class HistoryInputs:
+    enabled: bool
+    key: str
+    days: int
+    path: str  # the journal, relative to the workspace
+
+
+def read_history_inputs(env: Mapping[str, str]) -> HistoryInputs:
+    from ci_orchestrator.github.cache import DEFAULT_DAYS, cache_path
+
+    choice = parse_choice(
+        "history", env.get("INPUT_HISTORY", "").strip() or "cache", HISTORY_CHOICES
+    )
+    days_text = env.get("INPUT_HISTORY_DAYS", "").strip()
+    if days_text and (not _WHOLE_NUMBER.match(days_text) or int(days_text) < 1):
+        raise UsageError(
+            f"history-days input: expected a whole number of days ≥ 1, got {days_text!r}"
+        )
+    path = cache_path(
+        env.get("INPUT_JOURNAL_PATH", "").strip(), env.get("INPUT_WORKING_DIRECTORY", "").strip()
+    )
+    return HistoryInputs(
+        choice == "cache",
+        env.get("INPUT_HISTORY_KEY", "").strip(),
+        int(days_text or DEFAULT_DAYS),
+        path,
+    )
+
+
+def history(mode: str, env: Mapping[str, str]) -> int:
+    """One of the action's history steps; only a bad input fails it (a cache problem never)."""
+    from ci_orchestrator.github import cache
+
+    inputs = read_history_inputs(env)
+    if not inputs.enabled:
+        return ExitCode.OK
+    stash = Path(env.get("RUNNER_TEMP") or "/tmp") / STASH
+    path = Path(inputs.path)
+    if mode == "history-keys":
+        keys = cache.cache_keys(env, inputs.path, inputs.key)
+        restore = "\n".join(keys.restore_keys)
+        set_outputs({"path": keys.path, "key": keys.key, "restore-keys": restore}, env)
+        return ExitCode.OK
+    if mode == "history-restored":
+        lines = [cache.adopt_restored(path)]
+    elif mode == "history-stash":
+        lines = [] if cache.stash(path, stash) else ["notice: this job wrote no journal to save"]
+    else:
+        lines = cache.merge_for_save(path, stash, inputs.days)
+    for line in lines:
+        level, _, message = line.partition(": ")
+        print(command(level, message, title="ci-orchestrator history"), flush=True)
+    return ExitCode.OK
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Check the inputs, then replace this process with the `ci-orchestrator` command."""
     argv = sys.argv[1:] if argv is None else argv
     mode = argv[0] if argv else "run"
-    if mode not in ("run", "comment"):
-        print("usage: python -m ci_orchestrator.github.action_env [run|comment]")
+    modes = ("run", "comment", *HISTORY_MODES)
+    if mode not in modes:
+        print(f"usage: python -m ci_orchestrator.github.action_env [{'|'.join(modes)}]")
         return ExitCode.USAGE
     env = os.environ if env is None else env
+    if mode in HISTORY_MODES:
+        try:
+            return history(mode, env)
+        except UsageError as exc:
+            print(command("error", str(exc), title="ci-orchestrator"), flush=True)
+            return ExitCode.USAGE
     try:
         inputs = read_inputs(env)
     except UsageError as exc:
