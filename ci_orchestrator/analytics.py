@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import takewhile
+from typing import Any, NamedTuple
 
 from ci_orchestrator import graph
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import CycleError
 from ci_orchestrator.journal import JournalStore, WorkflowJournal
 from ci_orchestrator.records import (
+    BaseComparison,
+    BaseLabel,
     FlakyStep,
     HealthReport,
     Hotspot,
@@ -26,6 +29,7 @@ from ci_orchestrator.records import (
 )
 
 SAMPLES = 200  # recent completed durations per step behind p50/p95 and medians
+BASE_WINDOW = 20  # the base branch's runs a pull request's failures are held against
 
 
 @dataclass(frozen=True)
@@ -326,10 +330,51 @@ class WorkflowAnalytics:
         except CycleError:
             return []
 
-    def health_report(self, title: str, run: RunRecord | None = None) -> HealthReport:
-        """Everything the Markdown and text reports show, for `run` and the history in scope."""
+    def compare_with_base(
+        self, run: RunRecord, base: str, window: int = BASE_WINDOW
+    ) -> BaseComparison | None:
+        """Each step and test that failed in `run`, labelled by the last `window` finished runs
+        of `base` (its pipeline; pull request runs left out): `failing` in the latest of them,
+        `flaky` in them, else `new`; and what fails there but passed here, `fixed`. None when
+        the base has no runs. Only those runs are read, and of their tests only the ones that
+        failed or were flaky there: the cost does not grow with the journal."""
+        cte, params = _base_runs(run, base, window)
+        runs = self._rows(f"{cte} SELECT count(*) FROM base", params)[0][0]
+        if not runs:
+            return None
+        steps = self._rows(
+            f"{cte} SELECT s.name, NULL, NULL, s.status = 'failed', s.flaky, b.git_sha"
+            " FROM base b JOIN steps s ON s.run_id = b.id"
+            " WHERE s.status IN ('completed', 'failed') ORDER BY b.started_at DESC",
+            params,
+        )
+        tests = self._rows(
+            f"{cte}, bad AS (SELECT DISTINCT t.step, t.classname, t.name FROM base b"
+            " JOIN tests t ON t.run_id = b.id WHERE t.status IN ('failed', 'error') OR t.flaky)"
+            " SELECT t.step, t.classname, t.name, t.status != 'passed', t.flaky, b.git_sha"
+            " FROM base b JOIN tests t ON t.run_id = b.id JOIN bad ON bad.step = t.step"
+            " AND bad.classname = t.classname AND bad.name = t.name"
+            " WHERE t.status IN ('passed', 'failed', 'error') ORDER BY b.started_at DESC",
+            params,
+        )
+        states = {key: base_state(outcomes) for key, outcomes in _histories(steps + tests).items()}
+        labels = [
+            label
+            for step, test, failed in run_outcomes(run)
+            if (label := _label(step, test, failed, states.get((step, test))))
+        ]
+        return BaseComparison(base, runs, window, tuple(labels))
+
+    def health_report(
+        self, title: str, run: RunRecord | None = None, *, base: str | None = None
+    ) -> HealthReport:
+        """Everything the Markdown and text reports show, for `run` and the history in scope;
+        with `base`, the run's failures labelled against that branch (`compare_with_base`)."""
         with self._snapshot():
-            return self._health_report(title, run)
+            report = self._health_report(title, run)
+        if run is None or base is None:
+            return report
+        return report._replace(base=self.compare_with_base(run, base))
 
     def _health_report(self, title: str, run: RunRecord | None) -> HealthReport:
         where, params = self.scope.runs_where()
@@ -353,6 +398,77 @@ class WorkflowAnalytics:
             stats=tuple(self.step_stats()),
             critical_path=tuple(self.critical_path(run)) if run is not None else (),
         )
+
+
+class Outcome(NamedTuple):
+    """A step's or test's outcome in one base-branch run."""
+
+    failed: bool
+    flaky: bool  # passed after failing
+    sha: str | None
+
+
+class BaseState(NamedTuple):
+    """A step or test on the base branch, from its outcomes there."""
+
+    kind: str  # failing | flaky | passing
+    flaky_runs: int
+    runs: int
+    failing_since: str | None = None
+
+
+def base_state(outcomes: Sequence[Outcome]) -> BaseState:
+    """Newest first. Failing when the latest outcome is a failure (unless that commit also
+    passed: then flaky), since the first failure of that streak; flaky runs are those that
+    failed then passed, or failed at a commit that also passed."""
+    passed = {o.sha for o in outcomes if not o.failed and o.sha}
+    flaky = sum(o.flaky or (o.failed and o.sha in passed) for o in outcomes)
+    if outcomes and outcomes[0].failed and outcomes[0].sha not in passed:
+        streak = list(takewhile(lambda o: o.failed, outcomes))
+        return BaseState("failing", flaky, len(outcomes), streak[-1].sha)
+    return BaseState("flaky" if flaky else "passing", flaky, len(outcomes))
+
+
+def run_outcomes(run: RunRecord) -> Iterator[tuple[str, str | None, bool]]:
+    """(step, test id or None, failed) for every step and test of `run` with an outcome."""
+    for step in run.steps:
+        if step.status in ("completed", "failed"):
+            yield step.name, None, step.status == "failed"
+        for test in step.tests:
+            if test.status != "skipped":
+                yield step.name, test.id, test.status != "passed"
+
+
+def _base_runs(run: RunRecord, base: str, window: int) -> tuple[str, list[Any]]:
+    """A `base` CTE: the last `window` finished runs of `run`'s pipeline on branch `base`."""
+    cte = (
+        "WITH base AS (SELECT id, git_sha, started_at FROM runs WHERE pipeline = ?"
+        " AND branch = ? AND pr_number IS NULL AND status != 'running' AND id != ?"
+        " ORDER BY started_at DESC LIMIT ?)"
+    )
+    return cte, [run.pipeline, base, run.id, window]
+
+
+def _histories(rows: Sequence[Any]) -> dict[tuple[str, str | None], list[Outcome]]:
+    """Rows of (step, classname, name, failed, flaky, sha), newest first, by (step, test id)."""
+    found: dict[tuple[str, str | None], list[Outcome]] = {}
+    for step, classname, name, failed, flaky, sha in rows:
+        test = None if name is None else f"{classname}.{name}" if classname else name
+        found.setdefault((step, test), []).append(Outcome(bool(failed), bool(flaky), sha))
+    return found
+
+
+def _label(step: str, test: str | None, failed: bool, state: BaseState | None) -> BaseLabel | None:
+    """A failure's label (new, flaky, failing), `fixed` for a pass of what fails on the base."""
+    if state is None:
+        return BaseLabel(step, "new", test) if failed else None
+    if failed:
+        kind = state.kind if state.kind != "passing" else "new"
+    elif state.kind == "failing":
+        kind = "fixed"
+    else:
+        return None
+    return BaseLabel(step, kind, test, state.flaky_runs, state.runs, state.failing_since)
 
 
 def _with_medians(run: RunRecord, medians: dict[str, float]) -> RunRecord:

@@ -148,6 +148,37 @@ class Regression(NamedTuple):
         return self.recent_median_ms / self.earlier_median_ms - 1 if self.earlier_median_ms else 0.0
 
 
+class BaseLabel(NamedTuple):
+    """What the base branch's recent runs say about a step (or a test, when `test` is set) that
+    failed in a pull request's run, or that failed on the base and passed in it (`fixed`)."""
+
+    step: str
+    kind: str  # new | flaky | failing | fixed
+    test: str | None = None  # the test's id (`classname.name`)
+    flaky_runs: int = 0  # base runs where it was flaky (failed then passed, or both for one commit)
+    runs: int = 0  # base runs where it ran to an outcome
+    failing_since: str | None = None  # the commit that started its failing streak on the base
+
+
+class BaseComparison(NamedTuple):
+    """A run's failures held against the last runs (at most `window`) of its base branch."""
+
+    base: str
+    runs: int  # base-branch runs compared with
+    window: int
+    labels: tuple[BaseLabel, ...] = ()
+
+    @property
+    def fixed(self) -> list[BaseLabel]:
+        return [label for label in self.labels if label.kind == "fixed"]
+
+
+class RunLinks(NamedTuple):
+    """Where a run's logs are for readers away from the runner (a PR comment in Actions)."""
+
+    logs: str  # $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID/...
+
+
 class HealthReport(NamedTuple):
     """Everything a report shows: one run in detail (optional) and history around it."""
 
@@ -163,6 +194,8 @@ class HealthReport(NamedTuple):
     stats: tuple[StepStats, ...] = ()
     critical_path: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    base: BaseComparison | None = None  # the run's failures labelled against its base branch
+    links: RunLinks | None = None  # when set, failures link there instead of naming local logs
 
 
 def to_json(value: Any) -> Any:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ci_orchestrator.analytics import Scope, WorkflowAnalytics, percentile
+from ci_orchestrator.analytics import (
+    BaseState,
+    Outcome,
+    Scope,
+    WorkflowAnalytics,
+    base_state,
+    percentile,
+)
 from ci_orchestrator.gitinfo import RunContext
 from ci_orchestrator.journal import JournalStore, WorkflowJournal, import_runs
 from ci_orchestrator.records import RunRecord, StepRecord, TestCaseRecord
@@ -160,3 +167,15 @@ def test_percentile() -> None:
     assert percentile([], 0.5) is None
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) == 5.0
+
+
+def test_base_state_from_outcomes_newest_first() -> None:
+    ok, bad = Outcome(False, False, "c1"), Outcome(True, False, "c2")
+    assert base_state([]) == BaseState("passing", 0, 0)
+    assert base_state([ok, ok]) == BaseState("passing", 0, 2)
+    assert base_state([ok, Outcome(False, True, "c0")]) == BaseState("flaky", 1, 2)
+    streak = [bad, Outcome(True, False, "c3"), Outcome(True, False, None), ok]
+    assert base_state(streak) == BaseState("failing", 0, 4, None)
+    assert base_state([*streak[:2], ok]) == BaseState("failing", 0, 3, "c3")
+    # The latest failure's commit also passed: the same code both ways is flaky, not failing.
+    assert base_state([bad, Outcome(False, False, "c2")]) == BaseState("flaky", 1, 2)

@@ -10,10 +10,13 @@ import pytest
 
 from ci_orchestrator.records import (
     AttemptRecord,
+    BaseComparison,
+    BaseLabel,
     FlakyStep,
     HealthReport,
     Hotspot,
     Regression,
+    RunLinks,
     RunRecord,
     StepRecord,
     StepStats,
@@ -412,6 +415,59 @@ def test_a_bare_marker_is_wrapped_in_a_comment() -> None:
 def test_the_marker_survives_cutting() -> None:
     report = failing_report()._replace(run=many_failures(300))
     assert render_markdown(report, marker=MARKER).startswith(MARKER + "\n")
+
+
+# --- labels against the base branch, links to the logs on GitHub ---
+
+RUN_URL = "https://github.com/octo/web-app/actions/runs/42"
+
+
+def labelled_report(base: str = "main", logs: str = RUN_URL) -> HealthReport:
+    labels = (
+        BaseLabel("integration", "failing", None, 0, 12, "abc1234def"),
+        BaseLabel("integration", "new", "tests.test_db.test_migrate"),
+        BaseLabel("e2e", "flaky", None, 3, 12),
+        BaseLabel("lint", "fixed", None, 0, 12, "0123456789"),
+    )
+    base_runs = BaseComparison(base, 12, 20, labels)
+    return failing_report()._replace(base=base_runs, links=RunLinks(logs))
+
+
+def test_labels_links_and_the_base_share_of_history() -> None:
+    text = render_markdown(labelled_report())
+
+    assert "History: 42 runs since 2024-04-24 (12 on main) · pass rate" in text
+    assert "timed out after 10m · <i>known flaky on main</i> (3 of 12 runs)</summary>" in text
+    assert "exit code 1 · <i>also failing on main</i> (failing since abc1234)</summary>" in text
+    assert "- `tests.test_db.test_migrate` · *new*: sqlalchemy" in text
+    assert "### Fixed by this PR\n\n- ✅ **lint**: failing on main since 0123456\n" in text
+    assert text.count(f"Log: [on GitHub]({RUN_URL})") == 2
+    assert LOGS not in text
+
+
+def test_a_full_window_says_last() -> None:
+    report = labelled_report()
+    assert report.base is not None
+    text = render_markdown(report._replace(base=report.base._replace(runs=20)))
+    assert "(last 20 on main)" in text
+
+
+def test_a_hostile_base_branch_name_stays_inert() -> None:
+    text = render_markdown(labelled_report(base="x|y</i><b>@team"))
+    outside, _ = split_fences(text)
+
+    assert "<i>also failing on x|y&lt;/i&gt;&lt;b&gt;@\u200dteam</i>" in outside
+    assert "(12 on x\\|y\\</i\\>\\<b\\>@\u200dteam)" in outside
+    assert "</i><b>" not in outside
+
+
+def test_only_an_http_link_is_a_link_and_it_cannot_break_out() -> None:
+    plain = render_markdown(labelled_report(logs="javascript:alert(1)"))
+    assert "Log: on GitHub · " in plain
+    assert "javascript" not in plain
+
+    odd = render_markdown(labelled_report(logs="https://x.test/a b)<c>[d]`e"))
+    assert "[on GitHub](https://x.test/a%20b%29%3Cc%3E%5Bd%5D%60e)" in odd
 
 
 # --- the text report ---

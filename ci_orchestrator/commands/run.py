@@ -217,9 +217,13 @@ def job_summary(
     from ci_orchestrator.journal import JournalStore
     from ci_orchestrator.render.markdown import render_markdown
 
+    from ci_orchestrator.commands.report import actions_links, base_branch
+
     store = journal.store if journal is not None else JournalStore()
     title = f"{record.pipeline} health"
-    health = WorkflowAnalytics(store, Scope(pipeline=record.pipeline)).health_report(title, record)
+    analytics = WorkflowAnalytics(store, Scope(pipeline=record.pipeline))
+    health = analytics.health_report(title, record, base=base_branch(record, env))
+    health = health._replace(links=actions_links(env))
     if masker:
         health = mask_record(health, masker)
     return render_markdown(health, budget=summary_room(env))

@@ -11,9 +11,10 @@ nothing else is left.
 Escaping, by where the text lands:
 - Markdown text (`md`): one line; backslash, backtick and * _ [ ] < > & | ~ $ backslash-escaped
   (so no emphasis, code, links, raw HTML, entities, strikethrough, math or table-cell breaks), a
-  block marker at the start (# + = - 1.) escaped too, and `@` followed by a zero-width joiner so
-  that nobody is mentioned (pinged).
-- HTML (`html_text`, inside `<summary>`): entity-escaped, one line, `@` neutralised the same way.
+  block marker at the start (# + = - 1.) escaped too, and what GitHub would link by itself
+  (`@user`, `#12`, `owner/repo#12`, `GH-12`, `https://…`, `www.…`) broken by a zero-width joiner
+  (`unlinked`), so that nobody is pinged, no issue cross-referenced, no foreign link posted.
+- HTML (`html_text`, inside `<summary>`): entity-escaped, one line, unlinked the same way.
 - Inline code (`code`): never inside tables; delimited by a backtick run longer than any inside.
 - Log tails (`fenced`): a fence of backticks longer than any backtick run in the text, so no line
   of output can close it; inside it `</details>`, HTML and mentions are inert text.
@@ -26,9 +27,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from ci_orchestrator.durations import format_seconds
-from ci_orchestrator.records import HealthReport, RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.records import (
+    BaseComparison,
+    BaseLabel,
+    HealthReport,
+    RunLinks,
+    RunRecord,
+    StepRecord,
+    TestCaseRecord,
+)
 from ci_orchestrator.render.graph import to_mermaid
 
 COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)
@@ -52,6 +62,8 @@ _RUN_ICONS = {"passed": "✅", "failed": "❌"}  # interrupted, abandoned, runni
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~$])")
 _BLOCK_START = re.compile(r"^(?:([#+=-])|(\d+)([.)]))")
 _BACKTICKS = re.compile(r"`+")
+# What GitHub links by itself, up to the point where a joiner breaks it.
+_AUTOLINKS = re.compile(r"@|#(?=\d)|\bGH-(?=\d)|:/(?=/)|\bww(?=w\.)", re.IGNORECASE)
 _NEWLINES = re.compile(r"[\r\n]+")
 _UNENCODABLE = re.compile(r"[\x00\ud800-\udfff]")
 # Terminal colour and cursor sequences (CSI, OSC, two-character escapes): noise in any report.
@@ -73,6 +85,7 @@ _ORDER = (
     "header",
     "steps",
     "failures",
+    "fixed",
     "flaky",
     "hotspots",
     "regressions",
@@ -91,6 +104,7 @@ _STAGES = (
     ("regressions", "last"),
     ("hotspots", "last"),
     ("flaky", "last"),
+    ("fixed", "last"),
     ("failures", "compact"),
     ("steps", "last"),
     ("failures", "last"),
@@ -108,7 +122,8 @@ def render_markdown(
     sections = {
         "header": [Variant(header(report))],
         "steps": step_table_variants(report.run),
-        "failures": failure_variants(report.run),
+        "failures": failure_variants(report.run, failure_context(report)),
+        "fixed": optional(fixed_section(report.base), "what this PR fixed"),
         "flaky": optional(flaky_section(report), "flaky steps"),
         "hotspots": optional(hotspot_section(report), "failure hotspots"),
         "regressions": optional(regression_section(report), "duration regressions"),
@@ -117,7 +132,9 @@ def render_markdown(
         "notes": optional(notes_section(report.notes), "notes"),
     }
     prefix = marker_line(marker) if marker else ""
-    return fit(sections, budget, prefix, lambda chosen: cut_note(chosen, budget, report.run))
+    return fit(
+        sections, budget, prefix, lambda chosen: cut_note(chosen, budget, report.run, report.links)
+    )
 
 
 def optional(text: str, name: str) -> list[Variant]:
@@ -190,13 +207,15 @@ def hard_cut(prefix: str, text: str, budget: int, notes: Sequence[str]) -> str:
     return prefix.encode("utf-8")[:budget].decode("utf-8", "ignore")
 
 
-def cut_note(chosen: Sequence[Variant], budget: int, run: RunRecord | None) -> str:
+def cut_note(
+    chosen: Sequence[Variant], budget: int, run: RunRecord | None, links: RunLinks | None = None
+) -> str:
     """`_Cut to fit …: left out A, B; log tails shortened. Full logs: …_`"""
     left_out = [variant.left_out for variant in chosen if variant.left_out]
     shortened = [variant.shortened for variant in chosen if variant.shortened]
     parts = [f"left out {', '.join(left_out)}"] if left_out else []
     parts += [f"{' and '.join(shortened)} shortened"] if shortened else []
-    return f"_Cut to fit {limit_label(budget)}: {'; '.join(parts)}.{logs_hint(run)}_"
+    return f"_Cut to fit {limit_label(budget)}: {'; '.join(parts)}.{logs_hint(run, links)}_"
 
 
 def limit_label(budget: int) -> str:
@@ -207,9 +226,11 @@ def limit_label(budget: int) -> str:
     return f"a budget of {budget:,} bytes"
 
 
-def logs_hint(run: RunRecord | None) -> str:
+def logs_hint(run: RunRecord | None, links: RunLinks | None = None) -> str:
     if run is None:
         return ""
+    if links is not None:
+        return f" Full logs: {link('on GitHub', links.logs)}."
     paths = [s.log_path for s in run.failed_steps if s.log_path]
     paths = paths or [s.log_path for s in run.steps if s.log_path]
     if not paths:
@@ -250,13 +271,20 @@ def md(text: str) -> str:
     """Text as inert Markdown on one line, safe in a table cell: see the module docstring."""
     escaped = _MD_SPECIAL.sub(r"\\\1", one_line(text).strip())
     escaped = _BLOCK_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
-    return escaped.replace("@", "@\u200d")
+    return unlinked(escaped)
 
 
 def html_text(text: str) -> str:
     """Text as inert HTML on one line (inside `<summary>`, where Markdown is not parsed)."""
     escaped = one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return escaped.replace('"', "&quot;").replace("@", "@\u200d")
+    return unlinked(escaped.replace('"', "&quot;"))
+
+
+def unlinked(text: str) -> str:
+    """Text that GitHub will not turn into links: a zero-width joiner breaks up mentions
+    (`@user`), references (`#12`, `owner/repo#12`, `GH-12`) and bare URLs (`https://`, `www.`),
+    so that text from steps and tests never pings, cross-references or links from our bot."""
+    return _AUTOLINKS.sub("\\g<0>\u200d", text)
 
 
 def code(text: str) -> str:
@@ -372,12 +400,21 @@ def history_line(report: HealthReport) -> str:
     if not report.runs_considered:
         return ""
     runs = f"{report.runs_considered} run{'s' if report.runs_considered != 1 else ''}"
-    parts = [runs + (f" since {day(report.since)}" if report.since is not None else "")]
+    runs += f" since {day(report.since)}" if report.since is not None else ""
+    parts = [runs + base_share(report.base)]
     if report.pass_rate is not None:
         parts.append(f"pass rate {percent(report.pass_rate)}")
     if report.mean_duration_ms is not None:
         parts.append(f"mean duration {duration(report.mean_duration_ms)}")
     return " · ".join(parts)
+
+
+def base_share(base: BaseComparison | None) -> str:
+    """`(9 on main)` after the run count: the base-branch runs the labels rest on."""
+    if base is None:
+        return ""
+    last = "last " if base.runs >= base.window else ""
+    return f" ({last}{base.runs} on {md(base.base)})"
 
 
 # --- (2) step table ---
@@ -459,54 +496,80 @@ def test_counts(tests: Sequence[TestCaseRecord]) -> str:
 # --- (3) failures ---
 
 
-def failure_variants(run: RunRecord | None) -> list[Variant]:
+@dataclass(frozen=True)
+class FailureContext:
+    """What failures are shown with: their labels against the base branch (by step and test id),
+    and the run's logs on GitHub (then no local log path is shown: the runner is gone)."""
+
+    base: str = ""
+    labels: dict[tuple[str, str | None], BaseLabel] | None = None
+    logs_url: str = ""
+
+    def label(self, step: str, test: str | None = None) -> BaseLabel | None:
+        return self.labels.get((step, test)) if self.labels else None
+
+
+def failure_context(report: HealthReport) -> FailureContext:
+    base, links = report.base, report.links
+    labels = {(label.step, label.test): label for label in base.labels} if base else None
+    return FailureContext(base.base if base else "", labels, links.logs if links else "")
+
+
+def failure_variants(run: RunRecord | None, context: FailureContext) -> list[Variant]:
     """Tails at every level, then tails for fewer and fewer steps, then a list, then names."""
     failed = run.failed_steps if run else []
     if not failed:
         return [Variant("")]
-    variants = [Variant(failures(failed, len(failed), 0))]
+    variants = [Variant(failures(failed, len(failed), 0, context))]
     for level in range(1, len(TAIL_LEVELS)):
-        text = failures(failed, len(failed), level)
+        text = failures(failed, len(failed), level, context)
         if text != variants[-1].text:  # short tails stay as they are: nothing to report as cut
             variants.append(Variant(text, shortened="log tails"))
     last = len(TAIL_LEVELS) - 1
     shown = len(failed) // 2
     while shown:
         left_out = f"the log tails of {len(failed) - shown} of {len(failed)} failed steps"
-        variants.append(Variant(failures(failed, shown, last), left_out, "log tails"))
+        variants.append(Variant(failures(failed, shown, last, context), left_out, "log tails"))
         shown //= 2
-    variants.append(Variant(failures(failed, 0, last), left_out="log tails"))
-    variants.append(Variant(failed_names(failed), left_out="log tails and failure reasons"))
+    variants.append(Variant(failures(failed, 0, last, context), left_out="log tails"))
+    names = failed_names(failed, context)
+    variants.append(Variant(names, left_out="log tails and failure reasons"))
     return variants
 
 
-def failures(failed: Sequence[StepRecord], detailed: int, level: int) -> str:
+def failures(
+    failed: Sequence[StepRecord], detailed: int, level: int, context: FailureContext
+) -> str:
     """The first `detailed` failed steps with their log tails, the others as a list."""
     blocks = ["### Failures"]
-    blocks += [failure_details(step, *TAIL_LEVELS[level]) for step in failed[:detailed]]
+    blocks += [failure_details(step, *TAIL_LEVELS[level], context) for step in failed[:detailed]]
     if failed[detailed:]:
-        blocks.append("\n".join(failure_item(step) for step in failed[detailed:]))
+        blocks.append("\n".join(failure_item(step, context) for step in failed[detailed:]))
+        if context.logs_url:  # one place for all of them: said once
+            blocks.append(f"Logs: {link('on GitHub', context.logs_url)}")
     return "\n\n".join(blocks)
 
 
-def failure_details(step: StepRecord, lines: int, chars: int) -> str:
-    """A closed `<details>` whose summary says what failed and why; the tail in a safe fence."""
+def failure_details(step: StepRecord, lines: int, chars: int, context: FailureContext) -> str:
+    """A closed `<details>` whose summary says what failed, why, and whether it is new; the tail
+    in a safe fence."""
     summary = f"❌ <b>{html_text(step.name)}</b>: {html_text(clip(step.reason or 'failed'))}"
+    summary += label_html(context.label(step.name), context.base)
     tail = log_lines(step.log_tail, lines, chars)
     blocks = [f"<details><summary>{summary}</summary>"]
-    facts = failure_facts(step, tail.count("\n") + 1 if tail else 0)
+    facts = failure_facts(step, tail.count("\n") + 1 if tail else 0, context.logs_url)
     if facts:
         blocks.append(facts)
     if tail.strip():
         blocks.append(fenced(tail, "text"))
-    blocks += [part for part in (failed_tests(step.tests), junit_problems(step)) if part]
+    blocks += [part for part in (failed_tests(step, context), junit_problems(step)) if part]
     blocks.append("</details>")
     return "\n\n".join(blocks)
 
 
-def failure_facts(step: StepRecord, tail_lines: int) -> str:
-    """Log: `path` · 3 attempts · last 20 lines"""
-    facts = [f"Log: {code(step.log_path)}"] if step.log_path else []
+def failure_facts(step: StepRecord, tail_lines: int, logs_url: str = "") -> str:
+    """Log: `path` (or a link to the logs on GitHub) · 3 attempts · last 20 lines"""
+    facts = [f"Log: {log_place(step, logs_url)}"] if step.log_path or logs_url else []
     if len(step.attempts) > 1:
         facts.append(f"{len(step.attempts)} attempts")
     if tail_lines:
@@ -514,12 +577,28 @@ def failure_facts(step: StepRecord, tail_lines: int) -> str:
     return " · ".join(facts)
 
 
-def failed_tests(tests: Sequence[TestCaseRecord]) -> str:
-    bad = [t for t in tests if t.status in ("failed", "error")]
+def log_place(step: StepRecord, logs_url: str) -> str:
+    return link("on GitHub", logs_url) if logs_url else code(step.log_path or "")
+
+
+def link(text: str, url: str) -> str:
+    """A Markdown link to an http(s) URL, percent-encoded so that no character of it ends the
+    link or starts markup; for any other URL, the text alone."""
+    if not url.startswith(("https://", "http://")):
+        return md(text)
+    return f"[{md(text)}]({quote(url, safe=':/?#&=%+,;')})"
+
+
+def failed_tests(step: StepRecord, context: FailureContext) -> str:
+    """The failed tests, new ones first when they are labelled, each with its label."""
+    bad = [t for t in step.tests if t.status in ("failed", "error")]
     if not bad:
         return ""
+    labels = {t.id: context.label(step.name, t.id) for t in bad}
+    bad.sort(key=lambda t: label_rank(labels[t.id]))
     items = [
-        f"- {code(t.id)}" + (f": {md(clip(first_line(t.message)))}" if t.message else "")
+        f"- {code(t.id)}{label_md(labels[t.id], context.base)}"
+        + (f": {md(clip(first_line(t.message)))}" if t.message else "")
         for t in bad[:FAILED_TESTS_SHOWN]
     ]
     if len(bad) > FAILED_TESTS_SHOWN:
@@ -538,14 +617,79 @@ def first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0]
 
 
-def failure_item(step: StepRecord) -> str:
-    """- ❌ **build**: exit code 2 · log `path`"""
+def failure_item(step: StepRecord, context: FailureContext) -> str:
+    """- ❌ **build**: exit code 2 · *new* · log `path` (no path when the logs are on GitHub)"""
     item = f"- ❌ **{md(step.name)}**: {md(clip(step.reason or 'failed'))}"
-    return item + (f" · log {code(step.log_path)}" if step.log_path else "")
+    item += label_md(context.label(step.name), context.base)
+    local = step.log_path and not context.logs_url
+    return item + (f" · log {code(step.log_path or '')}" if local else "")
 
 
-def failed_names(failed: Sequence[StepRecord]) -> str:
-    return "### Failures\n\n" + "\n".join(f"- ❌ **{md(step.name)}**" for step in failed)
+def failed_names(failed: Sequence[StepRecord], context: FailureContext) -> str:
+    items = [
+        f"- ❌ **{md(step.name)}**{label_md(context.label(step.name), context.base)}"
+        for step in failed
+    ]
+    return "### Failures\n\n" + "\n".join(items)
+
+
+# Labels against the base branch: what the reviewer should look at first comes first.
+_LABEL_RANKS = {"new": 0, "failing": 1, "flaky": 2}
+
+
+def label_rank(label: BaseLabel | None) -> int:
+    return _LABEL_RANKS.get(label.kind, 3) if label else 3
+
+
+def label_words(label: BaseLabel, base: str) -> tuple[str, str]:
+    """The label and its evidence: ("known flaky on main", "2 of 6 runs")."""
+    if label.kind == "flaky":
+        return f"known flaky on {base}", f"{label.flaky_runs} of {label.runs} runs"
+    if label.kind == "failing":
+        since = f"failing since {label.failing_since[:7]}" if label.failing_since else ""
+        return f"also failing on {base}", since
+    return label.kind, ""
+
+
+def label_md(label: BaseLabel | None, base: str) -> str:
+    """`· *known flaky on main* (2 of 6 runs)` after a failure."""
+    if label is None:
+        return ""
+    words, evidence = label_words(label, base)
+    return f" · *{md(words)}*" + (f" ({md(evidence)})" if evidence else "")
+
+
+def label_html(label: BaseLabel | None, base: str) -> str:
+    """`· <i>also failing on main</i> (failing since 3f2a9c1)`, inside a `<summary>`."""
+    if label is None:
+        return ""
+    words, evidence = label_words(label, base)
+    return f" · <i>{html_text(words)}</i>" + (f" ({html_text(evidence)})" if evidence else "")
+
+
+# --- (3b) fixed ---
+
+FIXED_SHOWN = 20
+
+
+def fixed_section(base: BaseComparison | None) -> str:
+    """What fails on the base branch and passed in this run."""
+    fixed = base.fixed if base else []
+    if base is None or not fixed:
+        return ""
+    items = [fixed_item(label, base.base) for label in fixed[:FIXED_SHOWN]]
+    if len(fixed) > FIXED_SHOWN:
+        items.append(f"- … and {len(fixed) - FIXED_SHOWN} more")
+    return "### Fixed by this PR\n\n" + "\n".join(items)
+
+
+def fixed_item(label: BaseLabel, base: str) -> str:
+    """- ✅ test `tests.test_cache.test_expiry` in **unit**: failing on main since 3f2a9c1"""
+    what = f"**{md(label.step)}**"
+    if label.test is not None:
+        what = f"test {code(label.test)} in {what}"
+    since = f" since {label.failing_since[:7]}" if label.failing_since else ""
+    return f"- ✅ {what}: {md(f'failing on {base}{since}')}"
 
 
 # --- (4) flaky ---
@@ -668,3 +812,81 @@ def notes_section(notes: Sequence[str]) -> str:
     if not notes:
         return ""
     return "### Notes\n\n" + "\n".join(f"- {md(clip(note, 500))}" for note in notes)
+
+
+# --- several pipelines: `report` over a journal that holds more than one ---
+
+# Worst first; "no runs": nothing finished in the period asked for.
+PIPELINE_STATES = ("failing", "unstable", "no runs", "passing")
+_PIPELINE_ICONS = {"failing": "❌", "unstable": "⚠️", "no runs": "⚠️", "passing": "✅"}
+
+
+def pipeline_name(report: HealthReport) -> str:
+    return report.run.pipeline if report.run else report.title
+
+
+def pipeline_state(report: HealthReport) -> str:
+    """`failing`: its latest run did not pass. `unstable`: it did, but not every run in scope
+    did. `no runs`: none in scope. `passing`: every one passed."""
+    if report.run is not None and report.run.status not in ("passed", "running"):
+        return "failing"
+    if report.pass_rate is None:
+        return "no runs"
+    return "unstable" if report.pass_rate < 1 else "passing"
+
+
+def worst_first(reports: Sequence[HealthReport]) -> list[HealthReport]:
+    """By state (failing first), then by pass rate, then by name."""
+
+    def severity(report: HealthReport) -> tuple[int, float, str]:
+        rate = 1.0 if report.pass_rate is None else report.pass_rate
+        return PIPELINE_STATES.index(pipeline_state(report)), rate, pipeline_name(report)
+
+    return sorted(reports, key=severity)
+
+
+def overall_state(reports: Sequence[HealthReport]) -> str:
+    """The worst state among the pipelines: never `passing` while one is not."""
+    return min((pipeline_state(r) for r in reports), key=PIPELINE_STATES.index, default="no runs")
+
+
+def overview_headline(reports: Sequence[HealthReport]) -> str:
+    """`3 pipelines, 1 failing, 1 unstable` or `2 pipelines, all passing`."""
+    states = [pipeline_state(report) for report in reports]
+    total = f"{len(states)} pipeline{'s' if len(states) != 1 else ''}"
+    if all(state == "passing" for state in states):
+        return f"{total}, all passing"
+    counts = [f"{states.count(s)} {s}" for s in PIPELINE_STATES[:-1] if s in states]
+    return ", ".join([total, *counts])
+
+
+def overview_table(reports: Sequence[HealthReport]) -> str:
+    headers = ("", "Pipeline", "State", "Latest run", "Pass rate", "Runs", "Mean duration")
+    rows = [
+        [
+            _PIPELINE_ICONS[pipeline_state(report)],
+            md(clip(pipeline_name(report))),
+            pipeline_state(report),
+            md(report.run.status) if report.run else "—",
+            percent(report.pass_rate) if report.pass_rate is not None else "—",
+            str(report.runs_considered),
+            duration(report.mean_duration_ms),
+        ]
+        for report in reports
+    ]
+    return table(headers, "clllrrr", rows)
+
+
+def render_markdown_all(reports: Sequence[HealthReport], *, budget: int = SUMMARY_BUDGET) -> str:
+    """Several pipelines' reports, in the order given (`worst_first`), under one overview, in at
+    most `budget` UTF-8 bytes: each report gets an even share of what is left, and what one
+    does not use goes to the next."""
+    icon = _PIPELINE_ICONS[overall_state(reports)]
+    head = f"# {icon} Pipeline health: {overview_headline(reports)}\n\n"
+    head += overview_table(reports) + "\n\n"
+    room, parts = budget - size(head), []
+    for index, report in enumerate(reports):
+        share = room // (len(reports) - index) - 1  # 1: the blank line before the next one
+        parts.append(render_markdown(report, budget=max(share, 0)))
+        room -= size(parts[-1]) + 1
+    return head + "\n".join(parts)
