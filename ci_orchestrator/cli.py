@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ci_orchestrator.__about__ import __version__
-from ci_orchestrator.github.cli import comment, import_github
+from ci_orchestrator.github.cli import author_option, comment, import_github, with_issue_author
 from ci_orchestrator.github.export_cli import export
 
 
@@ -120,6 +120,14 @@ def _split_env(value: str | None) -> list[str]:
     help="Record the run under this id: jobs that each run part of one pipeline share it"
     " (their journals merge with `journal import`).",
 )
+@click.option(
+    "--mask-env",
+    multiple=True,
+    metavar="NAME",
+    help="Also mask the value of variable NAME in every output (repeatable; env"
+    " CI_ORCHESTRATOR_MASK_ENV=A,B). Secret-looking names (*TOKEN*, *SECRET*, *_KEY, ...)"
+    " always are.",
+)
 def run(
     pipeline: str | None,
     assignments: tuple[str, ...],
@@ -136,6 +144,7 @@ def run(
     journal: str | None,
     no_journal: bool,
     run_id: str | None,
+    mask_env: tuple[str, ...],
 ) -> int:
     """Run a pipeline file (default .ci-orchestrator.yml) or a built-in template.
 
@@ -171,7 +180,12 @@ def run(
         junit=junit,
         run_id=run_id,
     )
-    return run_pipeline(options)
+    env = dict(os.environ)
+    if mask_env:
+        from ci_orchestrator.masking import MASK_ENV
+
+        env[MASK_ENV] = ",".join([*_split_env(env.get(MASK_ENV)), *mask_env])
+    return run_pipeline(options, env=env)
 
 
 @cli.command()
@@ -247,6 +261,7 @@ def templates_show(name: str) -> int:
     metavar="TITLE",
     help="Also keep one open GitHub issue titled TITLE up to date with this report.",
 )
+@author_option("--issue-author", "issue (--publish-issue)", "$CI_ORCHESTRATOR_ISSUE_AUTHOR, else ")
 @click.option(
     "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the run's JUnit XML."
 )
@@ -259,6 +274,7 @@ def report(
     fmt: str,
     run_id: str | None,
     publish_issue: str | None,
+    issue_author: str | None,
     junit: Path | None,
     journal: str | None,
 ) -> int:
@@ -275,7 +291,7 @@ def report(
     options = ReportOptions(
         journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue
     )
-    return make_report(options, sys.stdout, os.environ)
+    return make_report(options, sys.stdout, with_issue_author(os.environ, issue_author))
 
 
 @cli.group(cls=_Group, name="journal")

@@ -1,13 +1,17 @@
 """A fake GitHub REST API on 127.0.0.1, for tests that go through the real PyGithub client.
 
-Real HTTP (a `ThreadingHTTPServer` in a daemon thread), JSON bodies shaped like GitHub's, real
-pagination (`per_page`, `page`, and `Link` headers formatted as GitHub formats them), state in
-memory, a log of every request, and faults scripted per route: a queue of canned replies that
-are served before the route answers normally again.
+Real HTTP (a `ThreadingHTTPServer` in a daemon thread), JSON bodies shaped like GitHub's (422s
+with their `errors`), real pagination (`per_page`, `page`, and `Link` headers formatted as GitHub
+formats them), state in memory, a log of every request, and faults scripted per route: a queue
+of canned replies that are served before the route answers normally again. A canned reply may
+come after the request was done all the same (`performed`: GitHub made the comment, then
+answered 500), or be the normal answer sent late (`slow`: done at once, answered after a delay
+a client may not wait for).
 
 Tokens: `USER_TOKEN` belongs to the user `octocat`; `ACTIONS_TOKEN` is a GitHub Actions token
-(GET /user answers 403, and what it writes is authored by `github-actions[bot]`). Any other
-Authorization gets 401 "Bad credentials", as GitHub answers.
+and `APP_TOKEN` a GitHub App installation token: GET /user answers them 403, and what they
+write is authored by the bots `github-actions[bot]` and `my-app[bot]`. Any other Authorization
+gets 401 "Bad credentials", as GitHub answers.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +44,7 @@ from ci_orchestrator.state import STATE_DIR
 
 USER_TOKEN = "ghp_fakeUserToken0123456789abcdef"
 ACTIONS_TOKEN = "ghs_fakeActionsToken0123456789abc"
+APP_TOKEN = "ghs_fakeAppInstallationToken01234"
 REPOSITORY = "octo/shop"
 WEB = "https://github.com"
 DOCS = "https://docs.github.com/rest"
@@ -65,22 +70,36 @@ class User:
 
 OCTOCAT = User("octocat", 583231)
 ACTIONS_BOT = User("github-actions[bot]", 41898282, "Bot")
+APP_BOT = User("my-app[bot]", 149000001, "Bot")
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A canned answer. `status=None` answers normally, after `delay_s` (a slow response)."""
+    """A canned answer, sent after `delay_s`. `status=None` is the normal answer (the request is
+    done when it arrives); `perform=True` does the request, then answers with this reply."""
 
     status: int | None = 200
     body: Any = None  # str/bytes as they are; anything else as JSON
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    perform: bool = False
+
+    @property
+    def performs(self) -> bool:
+        return self.status is None or self.perform
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
     """An error as GitHub words it: a JSON body with `message` and `documentation_url`."""
     body = {"message": message, "documentation_url": DOCS, "status": str(status)}
     return Reply(status, body, dict(headers or {}))
+
+
+def validation_failed(resource: str, *errors: Json) -> Reply:
+    """GitHub's 422: "Validation Failed" and why, in `errors` (`field`, `code`, `message`)."""
+    listed = [{"resource": resource, **e} for e in errors]
+    body = {"message": "Validation Failed", "errors": listed, "documentation_url": DOCS}
+    return Reply(422, body)
 
 
 BAD_CREDENTIALS = error(401, "Bad credentials")
@@ -92,6 +111,22 @@ SECONDARY_RATE_LIMIT = error(
     " If you reach out to GitHub Support for help, please include the request ID.",
     {"Retry-After": "1"},
 )
+BODY_TOO_LONG = validation_failed(
+    "IssueComment",
+    {
+        "field": "body",
+        "code": "custom",
+        "message": "body is too long (maximum is 65536 characters)",
+    },
+)
+TITLE_TOO_LONG = validation_failed(
+    "Issue",
+    {
+        "field": "title",
+        "code": "custom",
+        "message": "title is too long (maximum is 256 characters)",
+    },
+)
 TOO_MANY_REQUESTS = error(429, "Too Many Requests", {"Retry-After": "1"})
 SERVER_ERROR = error(500, "Server Error")
 # GitHub's load balancers answer 502/503 with an HTML page, not JSON.
@@ -101,8 +136,13 @@ MALFORMED = Reply(200, '{"id": 1, "body": "cut off in the midd')
 
 
 def slow(seconds: float) -> Reply:
-    """The normal answer, `seconds` late."""
+    """The normal answer, `seconds` late (the request itself is done at once)."""
     return Reply(status=None, delay_s=seconds)
+
+
+def performed(reply: Reply) -> Reply:
+    """Do what the request asks, then answer `reply` (a 500 for a comment that was made)."""
+    return replace(reply, perform=True)
 
 
 @dataclass(frozen=True)
@@ -136,7 +176,11 @@ class FakeGitHub:
     def __init__(self, repository: str = REPOSITORY, prefix: str = "") -> None:
         self.repository = repository
         self.prefix = prefix  # "/api/v3" serves like GitHub Enterprise
-        self.tokens: dict[str, User] = {USER_TOKEN: OCTOCAT, ACTIONS_TOKEN: ACTIONS_BOT}
+        self.tokens: dict[str, User] = {
+            USER_TOKEN: OCTOCAT,
+            ACTIONS_TOKEN: ACTIONS_BOT,
+            APP_TOKEN: APP_BOT,
+        }
         self.issues: dict[int, Json] = {}
         self.comments: dict[int, list[Json]] = {}
         self.runs: list[Json] = []
@@ -190,8 +234,10 @@ class FakeGitHub:
     def now(self) -> str:
         return iso(next(self._clock))
 
-    def add_pull_request(self, number: int, title: str = "Add a feature") -> Json:
-        return self._put_issue(number, title, "", OCTOCAT, "open", pull=True)
+    def add_pull_request(
+        self, number: int, title: str = "Add a feature", body: str = "", user: User = OCTOCAT
+    ) -> Json:
+        return self._put_issue(number, title, body, user, "open", pull=True)
 
     def add_issue(
         self, title: str, body: str = "", user: User = OCTOCAT, state: str = "open"
@@ -220,23 +266,25 @@ class FakeGitHub:
 
     def add_run(
         self,
-        workflow: str = "CI",
+        workflow: str | None = "CI",
         conclusion: str | None = "success",
         *,
         file: str = "ci.yml",
+        ref: str = "",
         created: float | None = None,
         attempt: int = 1,
         pull: int | None = None,
         jobs: list[Json] | None = None,
     ) -> Json:
-        """A workflow run (and its jobs); the newest first in listings, as GitHub sorts them."""
+        """A workflow run (and its jobs); the newest first in listings, as GitHub sorts them.
+        `workflow=None`: a run whose workflow has no name; `ref`: its path ends with `@ref`."""
         run_id = next(self._ids)
         start = created if created is not None else time.time() - 3600
         run = {
             "id": run_id,
             "name": workflow,
             "node_id": f"WFR_{run_id}",
-            "path": f".github/workflows/{file}",
+            "path": f".github/workflows/{file}" + (f"@{ref}" if ref else ""),
             "workflow_id": zlib.crc32(file.encode()),
             "run_number": len(self.runs) + 1,
             "run_attempt": attempt,
@@ -362,6 +410,7 @@ class FakeGitHub:
             ("GET", repo, self._get_repo),
             ("GET", repo + r"/issues", self._list_issues),
             ("POST", repo + r"/issues", self._create_issue),
+            ("GET", repo + r"/issues/(?P<number>\d+)", self._get_issue),
             ("PATCH", repo + r"/issues/(?P<number>\d+)", self._edit_issue),
             ("GET", repo + r"/issues/(?P<number>\d+)/comments", self._list_comments),
             ("POST", repo + r"/issues/(?P<number>\d+)/comments", self._create_comment),
@@ -430,9 +479,16 @@ class FakeGitHub:
 
     def _create_issue(self, request: Request, user: User) -> Answer:
         body = request.body or {}
-        if not body.get("title"):
-            return _reply(error(422, "Validation Failed"))
-        return Answer(201, self.add_issue(body["title"], body.get("body") or "", user))
+        title = body.get("title")
+        if not title:
+            return _reply(validation_failed("Issue", {"field": "title", "code": "missing_field"}))
+        if len(title) > 256:
+            return _reply(TITLE_TOO_LONG)
+        return Answer(201, self.add_issue(title, body.get("body") or "", user))
+
+    def _get_issue(self, request: Request, user: User, number: str) -> Answer:
+        issue = self.issues.get(int(number))
+        return Answer(200, issue) if issue else _reply(NOT_FOUND)
 
     def _edit_issue(self, request: Request, user: User, number: str) -> Answer:
         issue = self.issues.get(int(number))
@@ -452,7 +508,7 @@ class FakeGitHub:
             return _reply(NOT_FOUND)
         text = (request.body or {}).get("body")
         if not isinstance(text, str) or len(text) > 65_536:
-            return _reply(error(422, "Validation Failed: body is too long (maximum is 65536)"))
+            return _reply(BODY_TOO_LONG)
         return Answer(201, self.add_comment(int(number), text, user))
 
     def _find_comment(self, comment_id: str) -> tuple[int, Json] | None:
@@ -468,7 +524,7 @@ class FakeGitHub:
             return _reply(NOT_FOUND)
         text = (request.body or {}).get("body")
         if not isinstance(text, str) or len(text) > 65_536:
-            return _reply(error(422, "Validation Failed: body is too long (maximum is 65536)"))
+            return _reply(BODY_TOO_LONG)
         found[1].update(body=text, updated_at=self.now())
         return Answer(200, found[1])
 
@@ -482,7 +538,7 @@ class FakeGitHub:
     def _list_runs(self, request: Request, user: User, file: str | None = None) -> Answer:
         runs = self.runs
         if file is not None:
-            runs = [r for r in runs if r["path"] == f".github/workflows/{file}"]
+            runs = [r for r in runs if r["path"].partition("@")[0] == f".github/workflows/{file}"]
             if not runs:
                 return _reply(NOT_FOUND)
         return self._page(request, runs, "workflow_runs")
@@ -544,12 +600,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.github.lock:
             self.github.requests.append(request)
         reply = self.github._scripted(request)
-        if reply is not None and reply.delay_s:
-            time.sleep(reply.delay_s)
-        if reply is None or reply.status is None:
+        if reply is None or reply.performs:
             answer = self.github.answer(request)
-        else:
-            answer = _reply(reply)
+        if reply is not None:
+            time.sleep(reply.delay_s)
+            if reply.status is not None:
+                answer = _reply(reply)
         self._send(answer)
 
     def _request(self) -> Request:

@@ -10,17 +10,24 @@ import pytest
 from tests.github_server import (
     ACTIONS_BOT,
     ACTIONS_TOKEN,
+    APP_BOT,
+    APP_TOKEN,
     BAD_GATEWAY,
+    BODY_TOO_LONG,
     INTEGRATION_FORBIDDEN,
     MALFORMED,
+    OCTOCAT,
     SECONDARY_RATE_LIMIT,
+    SERVER_ERROR,
     USER_TOKEN,
     FakeGitHub,
+    Reply,
     User,
     closed_port_url,
     error,
     github_fixture,  # noqa: F401 (the `github` fixture)
     invoke,
+    performed,
     run_pipeline,
     slow,
 )
@@ -42,7 +49,7 @@ def ours(github: FakeGitHub, pr: int = 42) -> list[str]:
 def test_first_run_creates_the_comment_and_the_next_run_edits_it(github: FakeGitHub) -> None:
     github.add_pull_request(42)
     first = run_pipeline(steps={"lint": "echo linting", "test": "echo 'assert 1 == 2'; exit 1"})
-    done = invoke("comment", "--pr", "42")
+    done = invoke("comment", "--pr", "42", "--logs", "on")
     assert done.code == 0, done.stderr
     assert done.stdout.startswith(
         "posted comment https://github.com/octo/shop/pull/42#issuecomment-"
@@ -126,7 +133,7 @@ def test_a_comment_of_another_pipeline_is_not_ours(github: FakeGitHub) -> None:
     assert len(github.comments[42]) == 2
 
 
-def test_recreate_deletes_ours_and_posts_a_new_one(github: FakeGitHub) -> None:
+def test_recreate_posts_a_new_comment_then_deletes_ours(github: FakeGitHub) -> None:
     github.add_pull_request(42)
     run_pipeline()
     assert invoke("comment", "--pr", "42").code == 0
@@ -138,11 +145,46 @@ def test_recreate_deletes_ours_and_posts_a_new_one(github: FakeGitHub) -> None:
     assert comment_requests(github) == [
         "GET /user",
         f"GET {COMMENTS}",
-        f"DELETE /repos/octo/shop/issues/comments/{old_id}",
         f"POST {COMMENTS}",
+        f"DELETE /repos/octo/shop/issues/comments/{old_id}",
     ]
     [comment] = github.comments[42]
     assert comment["id"] != old_id
+
+
+def test_recreate_keeps_the_old_comment_when_the_new_one_cannot_be_posted(
+    github: FakeGitHub,
+) -> None:
+    github.add_pull_request(42)
+    run_pipeline()
+    assert invoke("comment", "--pr", "42").code == 0
+    [old] = github.comments[42]
+    github.script("POST", COMMENTS, *[BAD_GATEWAY] * 4)
+    done = invoke("comment", "--pr", "42", "--comment-mode", "recreate")
+    assert done.code == 0
+    assert done.stderr.startswith("warning: no pull request comment: GitHub answered 502")
+    assert github.comments[42] == [old]
+    assert not github.requests_to("DELETE")
+
+
+@pytest.mark.parametrize("mode", ["update", "recreate"])
+def test_a_comment_by_the_token_owner_that_quotes_the_marker_is_left_alone(
+    github: FakeGitHub, mode: str
+) -> None:
+    github.add_pull_request(42)
+    quoting = [
+        f"Why does the report start with\n\n> {MARKER}\n\n?",
+        f"`{MARKER}` is how the bot finds its comment",
+        f" {MARKER}\nindented, so not the first line as written",
+    ]
+    for body in quoting:
+        github.add_comment(42, body, OCTOCAT)
+    for _ in range(2):
+        run_pipeline()
+        done = invoke("comment", "--pr", "42", "--comment-mode", mode)
+        assert done.code == 0, done.stderr
+    assert [c["body"] for c in github.comments[42][:3]] == quoting
+    assert len(github.comments[42]) == 4
 
 
 def test_comment_mode_off_talks_to_nobody(github: FakeGitHub) -> None:
@@ -180,6 +222,39 @@ def test_github_enterprise_api_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         server.stop()
 
 
+def test_a_github_app_token_keeps_one_comment_over_three_runs(github: FakeGitHub) -> None:
+    github.add_pull_request(42)
+    copied = github.add_comment(42, MARKER + "\na user copied the whole comment", OCTOCAT)
+    for _ in range(3):
+        run_pipeline()
+        done = invoke("comment", "--pr", "42", GITHUB_TOKEN=APP_TOKEN)
+        assert done.code == 0, done.stderr
+    first, ours_ = github.comments[42]
+    assert first == copied
+    assert ours_["user"]["login"] == "my-app[bot]"
+    assert len(github.requests_to("POST")) == 1
+    assert len(github.requests_to("PATCH")) == 2
+    assert len(github.requests_to("GET", "/user")) == 3  # each answered 403
+
+
+def test_the_comment_author_option_names_the_bot_and_skips_get_user(github: FakeGitHub) -> None:
+    github.add_pull_request(42)
+    other_bot = github.add_comment(42, MARKER + "\nfrom the Actions token", ACTIONS_BOT)
+    run_pipeline()
+    args = ("comment", "--pr", "42", "--comment-author", "My-App[bot]")  # logins ignore case
+    assert invoke(*args, GITHUB_TOKEN=APP_TOKEN).stdout.startswith("posted comment ")
+    run_pipeline()
+    github.reset_log()
+    done = invoke(*args, GITHUB_TOKEN=APP_TOKEN)
+    assert done.stdout.startswith("updated comment ")
+    assert comment_requests(github) == [
+        f"GET {COMMENTS}",
+        f"PATCH /repos/octo/shop/issues/comments/{github.comments[42][1]['id']}",
+    ]
+    assert github.comments[42][0] == other_bot
+    assert github.comments[42][1]["user"] == APP_BOT.json()
+
+
 # --- retries ---
 
 
@@ -190,15 +265,66 @@ def test_a_502_is_retried_for_the_read_and_for_the_write(github: FakeGitHub) -> 
     github.script("POST", COMMENTS, BAD_GATEWAY, error(503, "Service Unavailable"))
     done = invoke("comment", "--pr", "42")
     assert done.code == 0, done.stderr
+    # After a 5xx the POST may have been done: the comments are read again before each retry.
     assert comment_requests(github) == [
         "GET /user",
         f"GET {COMMENTS}",
         f"GET {COMMENTS}",
         f"POST {COMMENTS}",
+        f"GET {COMMENTS}",
         f"POST {COMMENTS}",
+        f"GET {COMMENTS}",
         f"POST {COMMENTS}",
     ]
     assert len(ours(github)) == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [performed(SERVER_ERROR), performed(BAD_GATEWAY), slow(1.5)],  # 1.5 s: past the 1 s timeout
+    ids=["500", "502", "timeout"],
+)
+@pytest.mark.parametrize("mode", ["update", "recreate"])
+def test_a_comment_made_but_not_answered_is_not_posted_twice(
+    github: FakeGitHub, reply: Reply, mode: str
+) -> None:
+    github.add_pull_request(42)
+    run_pipeline()
+    if mode == "recreate":
+        assert invoke("comment", "--pr", "42").code == 0
+    old = list(github.comments.get(42, []))
+    github.reset_log()
+    github.script("POST", COMMENTS, reply)  # GitHub makes the comment, the answer is lost
+    done = invoke("comment", "--pr", "42", "--comment-mode", mode, "--strict")
+    assert done.code == 0, done.stderr
+    [comment] = github.comments[42]
+    assert comment not in old
+    assert done.stdout.startswith(f"posted comment {comment['html_url']}")
+    assert len(github.requests_to("POST")) == 1
+
+
+def test_a_delete_done_but_answered_500_is_done(github: FakeGitHub) -> None:
+    github.add_pull_request(42)
+    run_pipeline()
+    assert invoke("comment", "--pr", "42").code == 0
+    github.script("DELETE", "/repos/octo/shop/issues/comments/*", performed(SERVER_ERROR))
+    done = invoke("comment", "--pr", "42", "--comment-mode", "recreate", "--strict")
+    assert done.code == 0, done.stderr
+    assert len(github.requests_to("DELETE")) == 2  # the retry found it gone: a 404
+    assert len(github.comments[42]) == 1
+
+
+def test_a_422_says_what_github_refused(github: FakeGitHub) -> None:
+    github.add_pull_request(42)
+    run_pipeline()
+    github.script("POST", COMMENTS, BODY_TOO_LONG)
+    done = invoke("comment", "--pr", "42", "--strict")
+    assert done.code == 1
+    assert done.stderr == (
+        "error: GitHub answered 422 Validation Failed: body is too long (maximum is 65536"
+        f" characters) for POST {COMMENTS}: GitHub refused the content\n"
+    )
+    assert len(github.requests_to("POST")) == 1  # a 422 is never retried
 
 
 def test_a_write_that_fails_every_time_is_one_line_after_four_attempts(github: FakeGitHub) -> None:
@@ -339,7 +465,7 @@ def test_a_huge_log_is_trimmed_to_the_comment_limit(github: FakeGitHub) -> None:
     steps = {"big": "yes 'a very long line of compiler output' | head -c 5000000; exit 1"}
     steps |= {f"step{n}": f"yes 'x{n}' | tr -d '\\n' | head -c 9000; exit 1" for n in range(12)}
     run_pipeline(steps=steps)
-    done = invoke("comment", "--pr", "42")
+    done = invoke("comment", "--pr", "42", "--logs", "on")
     assert done.code == 0, done.stderr
     [body] = ours(github)
     assert len(body) <= 65_536
@@ -349,7 +475,7 @@ def test_a_huge_log_is_trimmed_to_the_comment_limit(github: FakeGitHub) -> None:
 def test_secrets_are_masked_in_the_comment(github: FakeGitHub) -> None:
     github.add_pull_request(42)
     run_pipeline(steps={"leak": f"echo token={USER_TOKEN} other=hunter2-secret; exit 1"})
-    done = invoke("comment", "--pr", "42", ACTIONS_RUNTIME_TOKEN="hunter2-secret")
+    done = invoke("comment", "--pr", "42", "--logs", "on", ACTIONS_RUNTIME_TOKEN="hunter2-secret")
     assert done.code == 0, done.stderr
     [body] = ours(github)
     assert "token=*** other=***" in body
@@ -364,7 +490,7 @@ def test_a_secret_that_looks_like_the_pipeline_name_spares_the_marker(github: Fa
     done = invoke("comment", "--pr", "42", ACTIONS_RUNTIME_TOKEN="shop")
     assert done.stdout.startswith("updated comment ")
     [body] = ours(github)
-    assert "## ✅ *** health: passed" in body
+    assert "## ✅ \\*\\*\\* health: passed" in body  # escaped: it shows as ***
 
 
 def test_no_run_in_the_journal(github: FakeGitHub) -> None:

@@ -160,6 +160,35 @@ def test_job_conclusions_become_step_statuses(github: FakeGitHub) -> None:
     assert run.steps[0].timed_out
 
 
+def test_skipped_and_stale_runs_are_finished_and_not_imported(github: FakeGitHub) -> None:
+    now = time.time()
+    github.add_run("CI", "skipped", created=now - HOUR, jobs=[])
+    github.add_run("CI", "stale", created=now - 2 * HOUR, jobs=[])
+    github.add_run("CI", "success", created=now - 3 * HOUR, jobs=JOBS[:1])
+    github.add_run("CI", None, created=now - 60, jobs=[])
+    line = (
+        "imported {} runs ({} jobs) from octo/shop, {} already present,"
+        " 2 skipped or stale (nothing ran), 1 not finished (left for a later import)\n"
+    )
+    assert invoke("import-github").stdout == line.format(1, 1, 0)
+    assert invoke("import-github").stdout == line.format(0, 0, 1)
+    assert [r.status for r in journal_runs().values()] == ["passed"]
+    assert len(github.requests_to("GET", f"{RUNS}/*/jobs")) == 1  # only the run imported
+
+
+def test_a_run_without_a_workflow_name_is_named_after_its_file(github: FakeGitHub) -> None:
+    now = time.time()
+    github.add_run(None, "success", file="release.yml", ref="main", created=now - HOUR, jobs=[])
+    github.add_run(None, "failure", file="nightly.yml", created=now - 2 * HOUR, jobs=JOBS[1:2])
+    done = invoke("import-github", "--since", "1d")
+    assert done.code == 0, done.stderr
+    assert sorted(r.pipeline for r in journal_runs().values()) == ["nightly.yml", "release.yml"]
+    again = invoke("import-github", "--workflow", "release.yml")
+    assert (
+        again.stdout == "imported 0 runs (0 jobs) from octo/shop (release.yml), 1 already present\n"
+    )
+
+
 def test_a_502_while_paging_is_retried(github: FakeGitHub) -> None:
     github.add_run("CI", "success", created=time.time() - HOUR, jobs=JOBS[:1])
     github.script("GET", RUNS, BAD_GATEWAY)

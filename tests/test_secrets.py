@@ -65,7 +65,9 @@ def leaks(text: str) -> list[str]:
     return [form for secret in SECRETS for form in forms(secret) if form in text]
 
 
-def test_no_secret_reaches_any_output(write: Write, tmp_path: Path, github: FakeGitHub) -> None:
+def test_no_secret_reaches_any_output(
+    write: Write, tmp_path: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write("pipeline.yml", PIPELINE)
     event = tmp_path / "event.json"
     payload = {"number": 42, "pull_request": {"number": 42}, "repository": {"private": True}}
@@ -80,10 +82,12 @@ def test_no_secret_reaches_any_output(write: Write, tmp_path: Path, github: Fake
         "GITHUB_EVENT_PATH": str(event),
         "DEPLOY_PASSWORD": PASSWORD,
     }
-    ran = cli("run", "pipeline.yml", "--junit", "junit.xml", **env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    ran = cli("run", "pipeline.yml", "--junit", "junit.xml")
     assert ran.returncode == 1, ran.stderr
-    exported = cli("journal", "export", **env)
-    commented = cli("comment", "--logs", "on", **env)
+    exported = cli("journal", "export")
+    commented = cli("comment", "--logs", "on")
     assert commented.returncode == 0, commented.stderr
     [comment] = github.comments[42]
 

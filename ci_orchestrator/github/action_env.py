@@ -43,6 +43,7 @@ INPUT_ENV = {
     "journal-path": "INPUT_JOURNAL_PATH",
     "mask-env": "INPUT_MASK_ENV",
     "comment-logs": "INPUT_COMMENT_LOGS",
+    "comment-author": "INPUT_COMMENT_AUTHOR",
 }
 RUN_ID_ENV = "RUN_ID"  # the comment step's: the run step's `run-id` output
 COMMENT_MODES = ("update", "recreate", "off")
@@ -68,6 +69,7 @@ class ActionInputs:
     journal_path: str = ""
     mask_env: tuple[str, ...] = ()
     comment_logs: str = "auto"
+    comment_author: str = ""
 
 
 def read_inputs(env: Mapping[str, str]) -> ActionInputs:
@@ -88,6 +90,7 @@ def read_inputs(env: Mapping[str, str]) -> ActionInputs:
         journal_path=get("journal-path"),
         mask_env=parse_names("mask-env", get("mask-env")),
         comment_logs=parse_choice("comment-logs", get("comment-logs") or "auto", COMMENT_LOGS),
+        comment_author=get("comment-author"),
     )
     check_target(inputs)
     return inputs
@@ -221,6 +224,8 @@ def comment_arguments(inputs: ActionInputs, run_id: str = "") -> list[str]:
         args.append(f"--run-id={run_id}")
     if inputs.journal_path:
         args.append(f"--journal={inputs.journal_path}")
+    if inputs.comment_author:
+        args.append(f"--comment-author={inputs.comment_author}")
     return args
 
 

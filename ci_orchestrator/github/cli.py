@@ -1,4 +1,5 @@
-"""The click commands that talk to GitHub: `comment` and `import-github`.
+"""The click commands that talk to GitHub: `comment` and `import-github`, and what `report`
+needs for `--publish-issue` (its `--issue-author` option and `publish_issue`).
 
 `ci_orchestrator/cli.py` registers them. Like every command they only parse options and call a
 function below them; everything else, PyGithub included, is imported when they run.
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 if TYPE_CHECKING:
     from ci_orchestrator.records import HealthReport
+
+F = TypeVar("F", bound=Callable[..., object])
+# How `report --issue-author` reaches `publish_issue` below: through the environment the report
+# command is given (and a workflow may set it instead of the option).
+ISSUE_AUTHOR_ENV = "CI_ORCHESTRATOR_ISSUE_AUTHOR"
 
 JOURNAL = click.option(
     "--journal",
@@ -26,6 +32,17 @@ TOKEN = click.option(
     metavar="TOKEN",
     help="A GitHub token [default: $GITHUB_TOKEN; prefer the variable: options show in `ps`].",
 )
+
+
+def author_option(name: str, thing: str, default: str = "") -> Callable[[F], F]:
+    """`--comment-author` / `--issue-author`: whose comment or issue (with our marker) is ours."""
+    return click.option(
+        name,
+        metavar="LOGIN",
+        help=f"The account our {thing} is written by, e.g. my-app[bot] for a GitHub App token;"
+        f" one by anyone else is never touched [default: {default}the token's user; any bot"
+        " account when the token may not tell (GitHub Actions, GitHub App)].",
+    )
 
 
 @click.command()
@@ -42,16 +59,25 @@ TOKEN = click.option(
     type=click.Choice(["update", "recreate", "off"]),
     default="update",
     show_default=True,
-    help="Edit our comment in place, delete it and post a new one, or post nothing.",
+    help="Edit our comment in place, post a new one then delete ours, or post nothing.",
 )
 @click.option(
     "--strict",
     is_flag=True,
     help="Fail when the comment cannot be posted (exit 1; 2 for a configuration error).",
 )
+@author_option("--comment-author", "comment")
 @JOURNAL
 @click.option(
     "--pipeline", help="The pipeline whose latest run to report [default: the latest run's]."
+)
+@click.option(
+    "--logs",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Failed steps' log tails in the comment; auto: only when the event says the repository"
+    " is private or internal (a public repository's comments are public).",
 )
 def comment(
     run_id: str | None,
@@ -59,8 +85,10 @@ def comment(
     token: str | None,
     comment_mode: str,
     strict: bool,
+    comment_author: str | None,
     journal: str | None,
     pipeline: str | None,
+    logs: str,
 ) -> int:
     """Post the run's report as one sticky comment on the pull request.
 
@@ -76,7 +104,9 @@ def comment(
     """
     from ci_orchestrator.github.comments import CommentOptions, post_comment
 
-    options = CommentOptions(run_id, pr, token, comment_mode, strict, journal, pipeline)
+    options = CommentOptions(
+        run_id, pr, token, comment_mode, strict, journal, pipeline, comment_author, logs=logs
+    )
     return post_comment(options, os.environ, sys.stdout, sys.stderr)
 
 
@@ -119,10 +149,17 @@ def publish_issue(
 ) -> str:
     """For `report --publish-issue TITLE`: render the report for an issue body and keep our open
     issue titled TITLE up to date with it; returns the one-line message to print (stderr: the
-    report itself may be JSON on stdout). Raises `UsageError` (exit 2) for configuration and
-    `APIError` (exit 1) when GitHub refuses or cannot be reached."""
+    report itself may be JSON on stdout). The issue's author is $CI_ORCHESTRATOR_ISSUE_AUTHOR
+    when set (`--issue-author`). Raises `UsageError` (exit 2) for configuration and `APIError`
+    (exit 1) when GitHub refuses or cannot be reached."""
     from ci_orchestrator.github.issues import ISSUE_BUDGET, publish_report_issue
     from ci_orchestrator.render.markdown import render_markdown
 
     markdown = render_markdown(report, budget=ISSUE_BUDGET)
-    return publish_report_issue(title, markdown, env=env, token=token)
+    author = env.get(ISSUE_AUTHOR_ENV)
+    return publish_report_issue(title, markdown, env=env, token=token, author=author)
+
+
+def with_issue_author(env: Mapping[str, str], author: str | None) -> Mapping[str, str]:
+    """The environment for `report`, carrying `--issue-author` to `publish_issue`."""
+    return env if author is None else {**env, ISSUE_AUTHOR_ENV: author}

@@ -1,5 +1,5 @@
-"""The one door to GitHub's REST API: settings from the environment, a PyGithub client, and one
-retry policy around every call.
+"""The one door to GitHub's REST API: settings from the environment, a PyGithub client, one
+retry policy around every call, and what makes a comment or an issue ours.
 
 Only the commands import this module, and only when they run: it imports PyGithub, which
 `ci-orchestrator run` must never pay for.
@@ -8,7 +8,12 @@ PyGithub's own retries are off (`retry=None`), so that tenacity is the single po
 reads and writes: 5xx answers, network errors and timeouts are retried with a jittered backoff;
 rate limits (403/429 with `Retry-After`, or `X-RateLimit-Remaining: 0`) wait what GitHub asks, up
 to a cap; 401, 404, 422 and any other 403 fail at once. What still fails becomes an `APIError`:
-one line naming the answer, the request and what to check.
+one line naming the answer (GitHub's reasons included), the request and what to check.
+
+Writes are exact. Editing is the same whether done once or twice, but creating is not: a POST
+that failed in a way GitHub may have done anyway (a 5xx, a timeout, a lost connection) is
+followed by a look for what we posted before it is tried again (`GitHubClient.create`), and a
+DELETE retried after such a failure takes 404 as done.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from urllib.parse import urlsplit
 from github import Auth, Github, GithubException
 from github.GithubException import RateLimitExceededException
 from github.GithubObject import GithubObject
+from github.NamedUser import NamedUser
+from github.Organization import Organization
 from github.PaginatedList import PaginatedList
 from github.Repository import Repository
 from tenacity import (
@@ -43,9 +50,9 @@ from ci_orchestrator.errors import ExitCode, GitHubError, UsageError
 
 T = TypeVar("T")
 G = TypeVar("G", bound=GithubObject)
+Account = NamedUser | Organization  # who wrote a comment or an issue, as PyGithub types it
 
 DEFAULT_API_URL = "https://api.github.com"
-ACTIONS_BOT = "github-actions[bot]"  # who a GitHub Actions token writes as
 PER_PAGE = 100  # GitHub's maximum: fewer requests for long comment threads and run histories
 DEFAULT_TIMEOUT_S = 10
 RATE_LIMIT_DEFAULT_WAIT_S = 60.0  # GitHub: with no header to go by, wait at least a minute
@@ -95,13 +102,16 @@ class Settings:
     api_url: str = DEFAULT_API_URL
     timeout_s: int = DEFAULT_TIMEOUT_S
     retry: RetryPolicy = RetryPolicy()
+    author: str | None = None  # who writes as this token; None: ask GitHub (GET /user)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], token: str | None = None) -> Settings:
-        """GITHUB_REPOSITORY, GITHUB_API_URL, the token (`--token` first, then GITHUB_TOKEN), and
-        the tuning knobs CI_ORCHESTRATOR_GITHUB_TIMEOUT (seconds per request) and
-        CI_ORCHESTRATOR_GITHUB_BACKOFF (seconds before the first retry). Each problem is one
-        `UsageError` line."""
+    def from_env(
+        cls, env: Mapping[str, str], token: str | None = None, author: str | None = None
+    ) -> Settings:
+        """GITHUB_REPOSITORY, GITHUB_API_URL, the token (`--token` first, then GITHUB_TOKEN), the
+        tuning knobs CI_ORCHESTRATOR_GITHUB_TIMEOUT (seconds per request) and
+        CI_ORCHESTRATOR_GITHUB_BACKOFF (seconds before the first retry), and `author` (a login
+        given by an option; empty is none). Each problem is one `UsageError` line."""
         backoff = _positive(env, "CI_ORCHESTRATOR_GITHUB_BACKOFF", RetryPolicy.backoff_s)
         return cls(
             repository=repository_from_env(env),
@@ -109,7 +119,33 @@ class Settings:
             api_url=api_url_from_env(env),
             timeout_s=max(1, round(_positive(env, "CI_ORCHESTRATOR_GITHUB_TIMEOUT", 10))),
             retry=RetryPolicy(backoff_s=backoff),
+            author=(author or "").strip() or None,
         )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes a comment or an issue ours: `marker` as its first line (a quote of the marker
+    further down is someone's text), written by `login` (GitHub logins ignore case); when the
+    login cannot be known (None), by any bot account, since a token that may not ask GET /user
+    belongs to a bot."""
+
+    marker: str
+    login: str | None
+
+    def owns(self, body: str | None, user: Account | None) -> bool:
+        first_line = (body or "").partition("\n")[0].removesuffix("\r")
+        return first_line == self.marker and user is not None and self.wrote(user)
+
+    def wrote(self, user: Account) -> bool:
+        if self.login is not None:
+            return bool(user.login.casefold() == self.login.casefold())
+        return is_bot(user)
+
+
+def is_bot(user: Account) -> bool:
+    """A bot account: github-actions[bot], a GitHub App's `<app>[bot]`."""
+    return bool(user.login.endswith("[bot]") or user.type == "Bot")
 
 
 def repository_from_env(env: Mapping[str, str]) -> str:
@@ -230,15 +266,54 @@ class GitHubClient:
             yield item
             index += 1
 
-    def login(self) -> str:
-        """The token's user (GET /user). A GitHub Actions token may not ask; it writes as
-        github-actions[bot]."""
+    def identity(self, marker: str) -> Identity:
+        """Ours: `marker` first, by the configured author (no request), else by the token's user
+        (GET /user). GitHub Actions and GitHub App installation tokens may not ask: then any bot
+        account (github-actions[bot], my-app[bot]) is a candidate."""
+        if self.settings.author:
+            return Identity(marker, self.settings.author)
         try:
-            return self.call("GET /user", lambda: self.github.get_user().login)
+            login = self.call("GET /user", lambda: self.github.get_user().login)
         except APIError as exc:
-            if exc.integration_forbidden:
-                return ACTIONS_BOT
-            raise
+            if not exc.integration_forbidden:
+                raise
+            login = None
+        return Identity(marker, login)
+
+    def create(self, what: str, post: Callable[[], T], adopt: Callable[[], T | None]) -> T:
+        """POST something new exactly once. After an attempt that GitHub may have done though
+        it failed, `adopt` looks for what we posted (None: not there) before the next attempt,
+        so that a retry never makes a duplicate."""
+        unsure = False
+
+        def attempt() -> T:
+            nonlocal unsure
+            found = adopt() if unsure else None
+            if found is not None:
+                return found
+            try:
+                return post()
+            except (GithubException, OSError) as exc:
+                unsure = may_have_happened(exc)
+                raise
+
+        return self.call(what, attempt)
+
+    def delete(self, what: str, action: Callable[[], object]) -> None:
+        """DELETE under the retry policy; a 404 after an attempt GitHub may have done is done."""
+        unsure = False
+
+        def attempt() -> None:
+            nonlocal unsure
+            try:
+                action()
+            except (GithubException, OSError) as exc:
+                if unsure and isinstance(exc, GithubException) and exc.status == 404:
+                    return  # the attempt before did it
+                unsure = may_have_happened(exc)
+                raise
+
+        self.call(what, attempt)
 
     def _retrying(self) -> Retrying:
         policy = self.settings.retry
@@ -299,8 +374,18 @@ def _seconds(text: str) -> float:
         return RATE_LIMIT_DEFAULT_WAIT_S
 
 
+def may_have_happened(exc: BaseException) -> bool:
+    """Whether a request that failed may have been done all the same: GitHub answered 5xx, or
+    its answer was lost (a timeout, a dropped connection). A refused connection never was."""
+    if isinstance(exc, GithubException):
+        return exc.status >= 500
+    return not any(isinstance(cause, ConnectionRefusedError) for cause in _causes(exc))
+
+
 def answer_reason(exc: GithubException) -> str:
-    """GitHub's `message`, else the HTTP reason phrase ("Bad Gateway"), on one short line."""
+    """GitHub's `message` and the reasons it lists in `errors` ("Validation Failed: body is too
+    long (maximum is 65536 characters)"), else the HTTP reason phrase ("Bad Gateway"), on one
+    short line."""
     data: Any = exc.data
     message = exc.message or (data.get("message") if isinstance(data, dict) else None)
     if not isinstance(message, str) or not message.strip():
@@ -308,8 +393,27 @@ def answer_reason(exc: GithubException) -> str:
             message = HTTPStatus(exc.status).phrase
         except ValueError:
             message = "(no message)"
+    reasons = error_reasons(data.get("errors") if isinstance(data, dict) else None)
+    if reasons:
+        message = f"{message.rstrip(' .:')}: {'; '.join(reasons)}"
     line = " ".join(message.split())
-    return line if len(line) <= 200 else line[:199] + "…"
+    return line if len(line) <= 300 else line[:299] + "…"
+
+
+def error_reasons(errors: Any) -> list[str]:
+    """GitHub's `errors` list as words: each error's `message`, else `field code` ("title
+    missing_field"); an error may also be a plain string."""
+    reasons = []
+    for item in errors if isinstance(errors, list) else ():
+        if isinstance(item, str):
+            reasons.append(item)
+        elif isinstance(item, dict):
+            text = item.get("message") or " ".join(
+                str(item[key]) for key in ("field", "code") if item.get(key)
+            )
+            if text:
+                reasons.append(str(text))
+    return reasons
 
 
 def hint(exc: GithubException) -> str:

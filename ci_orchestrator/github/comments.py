@@ -1,9 +1,13 @@
 """`ci-orchestrator comment`: a run's report as one sticky comment on its pull request.
 
-The comment is found again by a hidden marker naming the pipeline AND by its author (the token's
-user), so that a comment someone else wrote, or copied with the marker, is never edited. Few
-requests: the repository and the issue are lazy PyGithub objects (no request), so updating costs
-GET /user, the first page of comments and the PATCH.
+The comment is found again by a hidden marker naming the pipeline, as its first line, AND by its
+author: `--comment-author`, else the token's user, else (a GitHub Actions or GitHub App token,
+which may not ask who it is) any bot account. So a comment someone else wrote or copied, or one
+that quotes the marker, is never edited nor deleted. Few requests: the repository and the issue
+are lazy PyGithub objects (no request), so updating costs GET /user (none with
+`--comment-author`), the first page of comments and the PATCH. A POST that GitHub may have done
+though it failed is never repeated into a second comment (see `client.GitHubClient.create`);
+`recreate` posts the new comment before it deletes the old one, so a failure leaves the old one.
 
 Reporting never changes a pipeline's result: any problem is one warning line and exit 0, unless
 `--strict` (then exit 1 for GitHub's answers, 2 for configuration). A token that may not write
@@ -19,14 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ci_orchestrator.errors import CIOrchestratorError, ExitCode, UsageError
-from ci_orchestrator.github.actions import Masker, append_summary, command, in_actions
+from ci_orchestrator.github.actions import append_summary, command, in_actions
 from ci_orchestrator.gitinfo import pr_number_from_event
+from ci_orchestrator.masking import Masker, mask_record
 from ci_orchestrator.render.markdown import COMMENT_BUDGET, render_markdown
 
 if TYPE_CHECKING:
     from github.IssueComment import IssueComment
 
-    from ci_orchestrator.github.client import APIError, GitHubClient, Settings
+    from ci_orchestrator.github.client import APIError, GitHubClient, Identity, Settings
     from ci_orchestrator.records import HealthReport
 
 MODES = ("update", "recreate", "off")
@@ -41,6 +46,8 @@ class CommentOptions:
     strict: bool = False
     journal: str | None = None
     pipeline: str | None = None
+    author: str | None = None  # the login our comment is written by; None: the token's user
+    logs: str = "auto"  # auto | on | off: failed steps' log tails in the comment
 
 
 def post_comment(options: CommentOptions, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
@@ -65,12 +72,17 @@ def _post(options: CommentOptions, env: Mapping[str, str], out: TextIO, err: Tex
         return ExitCode.OK
     from ci_orchestrator.github.client import Settings
 
-    settings = Settings.from_env(env, options.token)
+    settings = Settings.from_env(env, options.token, options.author)
+    masker = Masker.from_env(env)
+    masker.add(settings.token)
     health = report_for(options, env)
     assert health.run is not None
-    marker = comment_marker(health.run.pipeline)
+    marker = comment_marker(health.run.pipeline)  # the pipeline's name, even if it is a "secret"
+    health = mask_record(health, masker)  # raw text, before any escaping
+    if not logs_allowed(options.logs, env):
+        health = without_log_tails(health, options.logs)
     body = render_markdown(health, budget=COMMENT_BUDGET, marker=marker)
-    body = masked(body, env, settings.token)  # "***" is never longer than a secret: still fits
+    body = masked(body, masker)  # "***" is never longer than a secret: still fits
     return publish(settings, pr, marker, body, options, env, out, err)
 
 
@@ -89,7 +101,7 @@ def publish(
 
     with GitHubClient(settings) as client:
         try:
-            done = upsert_comment(client, pr, marker, body, options.mode)
+            done = upsert_comment(client, pr, client.identity(marker), body, options.mode)
         except APIError as exc:
             if not exc.integration_forbidden:
                 raise
@@ -98,32 +110,43 @@ def publish(
     return ExitCode.OK
 
 
-def upsert_comment(client: GitHubClient, pr: int, marker: str, body: str, mode: str) -> str:
-    """Edit our comment, or create it (`recreate`: delete ours, then create); says what it did."""
+def upsert_comment(client: GitHubClient, pr: int, ours: Identity, body: str, mode: str) -> str:
+    """Edit our comment, or create it (`recreate`: create a new one, then delete ours); says
+    what it did."""
+    old = find_comment(client, pr, ours)
+    if old is None or mode == "recreate":
+        new = create_comment(client, pr, ours, body, old)
+        if old is None:
+            return f"posted comment {new.html_url}"
+        client.delete(f"DELETE {client.path}/issues/comments/{old.id}", old.delete)
+        return f"posted comment {new.html_url} (replacing the old one)"
+    if old.body == body:
+        return f"comment already up to date: {old.html_url}"
+    client.call(f"PATCH {client.path}/issues/comments/{old.id}", lambda: old.edit(body))
+    return f"updated comment {old.html_url}"
+
+
+def create_comment(
+    client: GitHubClient, pr: int, ours: Identity, body: str, old: IssueComment | None
+) -> IssueComment:
+    """POST the comment once: after a failure GitHub may have done anyway, a comment of ours
+    other than `old` is the one we posted."""
     issue = client.repo.get_issue(pr)  # lazy: no request
-    ours = find_comment(client, pr, marker, client.login())
-    replaced = ""
-    if ours is not None and mode == "recreate":
-        client.call(f"DELETE {client.path}/issues/comments/{ours.id}", ours.delete)
-        ours, replaced = None, " (replacing the old one)"
-    if ours is None:
-        new = client.call(
-            f"POST {client.path}/issues/{pr}/comments", lambda: issue.create_comment(body)
-        )
-        return f"posted comment {new.html_url}{replaced}"
-    if ours.body == body:
-        return f"comment already up to date: {ours.html_url}"
-    edited = ours
-    client.call(f"PATCH {client.path}/issues/comments/{ours.id}", lambda: edited.edit(body))
-    return f"updated comment {ours.html_url}"
+    skip = old.id if old is not None else None
+    return client.create(
+        f"POST {client.path}/issues/{pr}/comments",
+        lambda: issue.create_comment(body),
+        lambda: find_comment(client, pr, ours, skip),
+    )
 
 
-def find_comment(client: GitHubClient, pr: int, marker: str, login: str) -> IssueComment | None:
-    """Our comment for this pipeline: carries the marker and was written by `login`."""
+def find_comment(
+    client: GitHubClient, pr: int, ours: Identity, skip: int | None = None
+) -> IssueComment | None:
+    """Our first comment on the pull request (other than the one numbered `skip`)."""
     issue = client.repo.get_issue(pr)
     for comment in client.each(f"GET {client.path}/issues/{pr}/comments", issue.get_comments()):
-        author = comment.user.login if comment.user is not None else None
-        if author == login and marker in (comment.body or ""):
+        if comment.id != skip and ours.owns(comment.body, comment.user):
             return comment
     return None
 
@@ -155,7 +178,7 @@ def report_for(options: CommentOptions, env: Mapping[str, str]) -> HealthReport:
         report_options = ReportOptions(
             journal=options.journal, pipeline=options.pipeline, run_id=options.run_id
         )
-        health = build_report(store, report_options)
+        health = build_report(store, report_options, env)
     finally:
         store.close()
     if health.run is None:
@@ -164,13 +187,45 @@ def report_for(options: CommentOptions, env: Mapping[str, str]) -> HealthReport:
     return health
 
 
-def masked(body: str, env: Mapping[str, str], token: str) -> str:
-    """`body` with the token and every known secret replaced by `***`, below the marker line
-    (which must stay intact to be found again)."""
-    masker = Masker.from_env(env)
-    masker.add(token)
+def masked(body: str, masker: Masker) -> str:
+    """`body` with every known secret replaced by `***` once more, below the marker line (which
+    must stay intact to be found again). The report's texts were masked before rendering; this
+    catches a secret that only the rendering put together."""
     marker, _, report = body.partition("\n")
     return f"{marker}\n{masker(report)}"
+
+
+# --- log tails: public repositories get none ---
+
+LOG_CHOICES = ("auto", "on", "off")
+
+
+def logs_allowed(choice: str, env: Mapping[str, str]) -> bool:
+    """`on`/`off` as said; `auto`: only when the event says the repository is not public (a
+    comment on a public repository is public, and a log may hold a secret we were never told)."""
+    if choice != "auto":
+        return choice == "on"
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return False
+    repository = read_event_file(Path(path)).get("repository")
+    if not isinstance(repository, dict):
+        return False
+    visibility = repository.get("visibility")
+    if isinstance(visibility, str):
+        return visibility in ("private", "internal")
+    return repository.get("private") is True
+
+
+def without_log_tails(health: HealthReport, choice: str) -> HealthReport:
+    """The report with no step's log tail, and a note saying where the logs are."""
+    if health.run is None:
+        return health
+    steps = tuple(step._replace(log_tail="") for step in health.run.steps)
+    why = "unless the repository is private" if choice == "auto" else ""
+    note = f"Log tails are left out of this comment (comment-logs: {choice}{why and ', '}{why});"
+    note += " the job's log has them."
+    return health._replace(run=health.run._replace(steps=steps), notes=(*health.notes, note))
 
 
 # --- the pull request, from the event ---

@@ -1,9 +1,11 @@
 """`ci-orchestrator import-github`: the repository's GitHub Actions history, into the journal.
 
 Workflow runs (of every workflow, or of one file), newest first back to `--since`, and for each
-the jobs of its latest attempt, become runs and steps: pipeline = the workflow's name, one step
-per job. Run ids are `github-<run id>-<attempt>`, so importing again adds nothing, and a run
-already in the journal costs no request for its jobs.
+the jobs of its latest attempt, become runs and steps: pipeline = the workflow's name (or its
+file name when the run has none), one step per job. Run ids are `github-<run id>-<attempt>`, so
+importing again adds nothing, and a run already in the journal costs no request for its jobs.
+Finished runs that ran nothing (skipped, stale) are not imported; unfinished ones are left for a
+later import.
 
 The listing is read without GitHub's `created` filter: a filtered listing stops at 1,000 runs,
 while the plain one, newest first, reads back to any date and stops at the first older run.
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
 
     from ci_orchestrator.github.client import GitHubClient
 
-# A run's conclusion as our run status. Runs with other conclusions (skipped, action_required,
-# stale) ran nothing worth counting, and unfinished runs are left for a later import.
+# A run's conclusion as our run status. Finished runs that ran nothing (NOTHING_RAN) are not
+# imported; unfinished runs (and those waiting for approval) are left for a later import.
+NOTHING_RAN = ("skipped", "stale")
 RUN_STATUS = {
     "success": "passed",
     "neutral": "passed",
@@ -65,6 +68,7 @@ class Fetched:
     runs: list[RunRecord] = field(default_factory=list)
     present: int = 0  # already in the journal: not read again
     unfinished: int = 0
+    idle: int = 0  # finished, but ran nothing (skipped, stale)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class RunHead:
     id: str
     pipeline: str
     status: str | None  # ours (passed, failed, interrupted); None: not to be imported
+    idle: bool  # finished, but ran nothing: never to be imported
     created: float
     started: float
     finished: float
@@ -87,11 +92,13 @@ class RunHead:
     def of(cls, run: WorkflowRun) -> RunHead:
         started = (run.run_started_at or run.created_at).timestamp()
         prs = run.pull_requests
+        finished = run.status == "completed"
         return cls(
             github_id=run.id,
             id=f"github-{run.id}-{run.run_attempt or 1}",
-            pipeline=run.name or run.path,
-            status=RUN_STATUS.get(run.conclusion or "") if run.status == "completed" else None,
+            pipeline=run.name or workflow_file(run.path),
+            status=RUN_STATUS.get(run.conclusion or "") if finished else None,
+            idle=finished and run.conclusion in NOTHING_RAN,
             created=run.created_at.timestamp(),
             started=started,
             finished=max(started, run.updated_at.timestamp()),
@@ -151,13 +158,20 @@ def fetch_history(
         head = client.call(what, partial(RunHead.of, run))
         if head.created < since:
             break  # newest first: the rest is older
-        if head.status is None:
+        if head.idle:
+            fetched.idle += 1
+        elif head.status is None:
             fetched.unfinished += 1
         elif known(store, head.id):
             fetched.present += 1
         else:
             fetched.runs.append(head.record(read_jobs(client, run, head)))
     return fetched
+
+
+def workflow_file(path: str) -> str:
+    """The file name of a run's workflow path: `.github/workflows/ci.yml@main` -> `ci.yml`."""
+    return path.partition("@")[0].rstrip("/").rpartition("/")[2]
 
 
 def run_listing(
@@ -241,6 +255,8 @@ def summary(result: ImportResult, fetched: Fetched, source: str) -> str:
         f"imported {result.added} runs ({jobs} jobs) from {source},"
         f" {fetched.present + result.present} already present"
     )
+    if fetched.idle:
+        line += f", {fetched.idle} skipped or stale (nothing ran)"
     if fetched.unfinished:
         line += f", {fetched.unfinished} not finished (left for a later import)"
     return line
