@@ -246,7 +246,9 @@ def templates_show(name: str) -> int:
 @cli.command()
 @click.option("--since", metavar="AGE", help="Only runs started in the last AGE (7d, 12h, 90m).")
 @click.option("--branch", help="Only runs on this branch.")
-@click.option("--pipeline", help="The pipeline [default: the latest run's].")
+@click.option(
+    "--pipeline", help="Only this pipeline [default: every pipeline in the journal, worst first]."
+)
 @click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the last N runs.")
 @click.option(
     "--format",

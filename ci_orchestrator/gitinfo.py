@@ -1,6 +1,10 @@
-"""Where a run happens: commit, branch, default branch, event, pull request, and what triggered it.
+"""Where a run happens: commit, branch, ref, default branch, event, pull request, and what
+triggered it.
 
 In GitHub Actions everything comes from the environment and the event file; locally from git.
+What a pull request's author chooses (the head branch's name) never decides whether a deploy-like
+step runs: steps get the event and the ref GitHub ran for, and the default branch from the event's
+repository (see `RunContext.env`).
 """
 
 from __future__ import annotations
@@ -20,16 +24,31 @@ class RunContext:
     event: str | None = None
     pr_number: int | None = None
     trigger: str = "local"  # local | ci | pre-push
+    ref: str | None = None  # refs/heads/main; refs/pull/12/merge for a pull request
+
+    @property
+    def event_name(self) -> str:
+        """GitHub's event name in Actions; `pre-push` in the hook; `local` anywhere else."""
+        if self.event:
+            return self.event
+        return "pre-push" if self.trigger == "pre-push" else "local"
 
     def env(self) -> dict[str, str]:
-        """What steps see of it (`if:` conditions of deploy-like steps use the branches)."""
+        """What steps see of it. Deploy-like `if:` conditions use CI_ORCHESTRATOR_EVENT and
+        CI_ORCHESTRATOR_REF against CI_ORCHESTRATOR_DEFAULT_BRANCH: a pull request's author
+        chooses its branch name (CI_ORCHESTRATOR_BRANCH), never the event or the ref."""
         values = {
             "CI_ORCHESTRATOR_SHA": self.sha,
             "CI_ORCHESTRATOR_BRANCH": self.branch,
             "CI_ORCHESTRATOR_DEFAULT_BRANCH": self.default_branch,
             "CI_ORCHESTRATOR_TRIGGER": self.trigger,
+            "CI_ORCHESTRATOR_EVENT": self.event_name,
+            "CI_ORCHESTRATOR_REF": self.ref,
+            "CI_ORCHESTRATOR_PR": None if self.pr_number is None else str(self.pr_number),
         }
-        return {k: v for k, v in values.items() if v is not None}
+        # Unknown is exported empty, so that a value in the runner's own environment never
+        # stands in for it.
+        return {k: v or "" for k, v in values.items()}
 
 
 def _git(*args: str, cwd: Path | None = None) -> list[str]:
@@ -76,12 +95,14 @@ def detect(env: Mapping[str, str], cwd: Path | None = None) -> RunContext:
         trigger = "ci"
     head = _git("rev-parse", "HEAD", "--abbrev-ref", "HEAD", cwd=cwd)
     default = _git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", cwd=cwd)
+    branch = head[1] if len(head) > 1 and head[1] != "HEAD" else None
     return RunContext(
         sha=head[0] if head else None,
-        branch=head[1] if len(head) > 1 and head[1] != "HEAD" else None,
+        branch=branch,
         default_branch=default[0].split("/", 1)[-1] if default else _configured_default(cwd),
         event=None,
         trigger=trigger,
+        ref=f"refs/heads/{branch}" if branch else None,
     )
 
 
@@ -93,12 +114,20 @@ def _configured_default(cwd: Path | None) -> str:
 def _from_github(env: Mapping[str, str]) -> RunContext:
     payload = read_event(env)
     event = env.get("GITHUB_EVENT_NAME")
-    repo = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
     return RunContext(
         sha=env.get("GITHUB_SHA"),
         branch=env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"),
-        default_branch=(repo or {}).get("default_branch") or "main",
+        default_branch=_payload_default_branch(payload),
         event=event,
         pr_number=pr_number_from_event(event, payload),
         trigger="ci",
+        ref=env.get("GITHUB_REF") or None,
     )
+
+
+def _payload_default_branch(payload: Mapping[str, Any]) -> str | None:
+    """The repository's default branch as the event says (the base repository for a pull request).
+    None when the event does not say: a guess could let a deploy-like step run."""
+    repo = payload.get("repository")
+    branch = repo.get("default_branch") if isinstance(repo, dict) else None
+    return branch if isinstance(branch, str) and branch else None

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.config import Pipeline, load_pipeline
 from ci_orchestrator.errors import UsageError
 from ci_orchestrator.github.export import (
@@ -27,7 +28,10 @@ from tests.test_action import check_jsonschema, load_yaml, serious, summarize, z
 Write = Callable[[str, str], Path]
 
 ROOT = Path(__file__).parent.parent
-OPTIONS = ExportOptions("pipeline.yml", "3.12", "ci-orchestrator")
+# What the CLI passes by default: the exporting version (export_cli.DEFAULT_INSTALL); a fixed one
+# here, so that a release does not change the golden file.
+INSTALL = "ci-orchestrator==0.1.0"
+OPTIONS = ExportOptions("pipeline.yml", "3.12", INSTALL)
 
 AWKWARD = """
 version: 1
@@ -79,7 +83,7 @@ def job_names(workflow: dict[str, Any]) -> dict[str, str]:
 
 def test_golden_demo() -> None:
     pipeline = load_pipeline(ROOT / "examples" / "demo.yml")
-    text = github_workflow(pipeline, ExportOptions("examples/demo.yml", "3.12", "ci-orchestrator"))
+    text = github_workflow(pipeline, ExportOptions("examples/demo.yml", "3.12", INSTALL))
     assert_golden("export_demo.yml", text)
 
 
@@ -149,7 +153,7 @@ def test_each_job_runs_its_step_alone_and_uploads_its_journal(write: Write, tmp_
             continue
         checkout, _, install, run, upload = job["steps"]
         assert checkout["with"] == {"persist-credentials": False}
-        assert shlex.split(install["run"]) == ["python", "-m", "pip", "install", "ci-orchestrator"]
+        assert shlex.split(install["run"]) == ["python", "-m", "pip", "install", INSTALL]
         assert shlex.split(as_github_reads(run["run"])) == [
             "ci-orchestrator", "run", "pipeline.yml", "--only", job_names(workflow)[job_id],
             "--no-deps",
@@ -201,9 +205,7 @@ def test_report_job_merges_the_journals_and_reports(write: Write, tmp_path: Path
 def test_pins(write: Write) -> None:
     by_sha = export_text(write, AWKWARD)
     assert "uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n" in by_sha
-    by_tag = export_text(
-        write, AWKWARD, ExportOptions("pipeline.yml", "3.11", "ci-orchestrator", "tag")
-    )
+    by_tag = export_text(write, AWKWARD, ExportOptions("pipeline.yml", "3.11", INSTALL, "tag"))
     assert "uses: actions/checkout@v4\n" in by_tag
     assert "uses: actions/download-artifact@v4\n" in by_tag
     assert "python-version: '3.11'" in by_tag
@@ -257,6 +259,20 @@ def test_cli_prints_or_writes_the_workflow(write: Write, tmp_path: Path) -> None
     assert result.stdout == ""
     assert f"wrote {out}" in result.stderr
     assert "run: python -m pip install .\n" in out.read_text()
+
+
+def test_cli_jobs_install_the_exporting_version_by_default(write: Write, tmp_path: Path) -> None:
+    write("pipeline.yml", "version: 1\nname: shop\nsteps:\n  lint: {run: echo lint}\n")
+    out = tmp_path / "workflow.yml"
+    CliRunner().invoke(export, ["github-workflow", "pipeline.yml", "-o", str(out)])
+    workflow = load_yaml(out)
+    installs = [
+        step["run"]
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if step.get("name") == "Install ci-orchestrator"
+    ]
+    assert installs == [f"python -m pip install ci-orchestrator=={__version__}"] * 2
 
 
 def test_cli_warns_about_what_does_not_cross_jobs(tmp_path: Path) -> None:

@@ -122,6 +122,19 @@ def test_only_one_workflow_and_only_since(github: FakeGitHub) -> None:
     assert sorted(r.pipeline for r in journal_runs().values()) == ["CI", "CI", "Nightly"]
 
 
+def test_excluded_workflows_cost_no_job_request(github: FakeGitHub) -> None:
+    now = time.time()
+    github.add_run("CI", "failure", created=now - HOUR, jobs=JOBS[:2])
+    github.add_run("Docs", "success", file="docs.yml", created=now - HOUR, jobs=JOBS[:1])
+    done = invoke("import-github", "--exclude", "ci.yml")
+    assert done.code == 0, done.stderr
+    assert done.stdout == (
+        "imported 1 runs (1 jobs) from octo/shop, 0 already present, 1 of excluded workflows\n"
+    )
+    assert len(github.requests_to("GET", f"{RUNS}/*/jobs")) == 1
+    assert [r.pipeline for r in journal_runs().values()] == ["Docs"]
+
+
 def test_the_imported_history_feeds_the_health_report(github: FakeGitHub) -> None:
     now = time.time()
     for n in range(4):

@@ -20,6 +20,12 @@ CHAINS = {
     "code_review": ["generate", "test", "review", "merge"],
     "data_pipeline": ["ingest", "validate", "transform", "export"],
 }
+# What a push to the default branch in GitHub Actions gives the steps (gitinfo.RunContext.env).
+PUSH_TO_MAIN = {
+    "CI_ORCHESTRATOR_EVENT": "push",
+    "CI_ORCHESTRATOR_REF": "refs/heads/main",
+    "CI_ORCHESTRATOR_DEFAULT_BRANCH": "main",
+}
 
 
 def test_three_templates_with_their_chains() -> None:
@@ -41,11 +47,7 @@ def test_each_template_runs_with_overrides(loader: object, tmp_path: Path) -> No
     runner = template.instantiate(
         {first: "echo one", second: lambda: "from python", last: "echo last"},
         state_dir=tmp_path / "state",
-        env={
-            "PATH": "/usr/bin:/bin",
-            "CI_ORCHESTRATOR_BRANCH": "main",
-            "CI_ORCHESTRATOR_DEFAULT_BRANCH": "main",
-        },
+        env={"PATH": "/usr/bin:/bin", **PUSH_TO_MAIN},
     )
     result = runner.run()
     assert result.success
@@ -60,16 +62,27 @@ def test_each_template_runs_with_overrides(loader: object, tmp_path: Path) -> No
     )  # a skipped-on-purpose need lets it run
 
 
-def test_deploy_and_merge_only_run_on_the_default_branch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "context",
+    [
+        # A pull request whose author named the head branch after the default one.
+        {"CI_ORCHESTRATOR_EVENT": "pull_request", "CI_ORCHESTRATOR_REF": "refs/pull/7/merge",
+         "CI_ORCHESTRATOR_BRANCH": "main", "CI_ORCHESTRATOR_DEFAULT_BRANCH": "main"},
+        # pull_request_target runs for the base branch's ref.
+        {**PUSH_TO_MAIN, "CI_ORCHESTRATOR_EVENT": "pull_request_target"},
+        {**PUSH_TO_MAIN, "CI_ORCHESTRATOR_EVENT": "pre-push"},
+        {**PUSH_TO_MAIN, "CI_ORCHESTRATOR_EVENT": "local"},
+        {**PUSH_TO_MAIN, "CI_ORCHESTRATOR_REF": "refs/heads/feature"},
+        {**PUSH_TO_MAIN, "CI_ORCHESTRATOR_DEFAULT_BRANCH": ""},
+    ],
+    ids=["pull-request", "pull-request-target", "pre-push", "local", "other-branch", "no-default"],
+)  # fmt: skip
+def test_deploy_and_merge_only_run_for_a_push_to_the_default_branch(
+    tmp_path: Path, context: dict[str, str]
+) -> None:
     for loader, gated in ((ci_cd_template, "deploy"), (code_review_template, "merge")):
         runner = loader().instantiate(
-            {gated: "true"},
-            state_dir=tmp_path,
-            env={
-                "PATH": "/usr/bin:/bin",
-                "CI_ORCHESTRATOR_BRANCH": "feature",
-                "CI_ORCHESTRATOR_DEFAULT_BRANCH": "main",
-            },
+            {gated: "true"}, state_dir=tmp_path, env={"PATH": "/usr/bin:/bin", **context}
         )
         step = runner.run().steps[gated]
         assert step.status is StepStatus.SKIPPED

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ci_orchestrator.analytics import Scope, WorkflowAnalytics
 from ci_orchestrator.durations import parse_duration
 from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.gitinfo import detect
 from ci_orchestrator.journal import (
     JournalStore,
     export_runs,
@@ -21,7 +23,8 @@ from ci_orchestrator.journal import (
     prune,
     run_from_json,
 )
-from ci_orchestrator.records import HealthReport, RunRecord, to_json
+from ci_orchestrator.masking import Masker, mask_record
+from ci_orchestrator.records import HealthReport, RunLinks, RunRecord, to_json
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,13 @@ def open_store(option: str | None, env: Mapping[str, str], read_only: bool = Tru
     return JournalStore(journal_path(option, env), read_only=read_only)
 
 
-def build_report(store: JournalStore, options: ReportOptions) -> HealthReport:
-    """The health report for the pipeline (default: the latest run's) and the run in detail."""
+def build_report(
+    store: JournalStore, options: ReportOptions, env: Mapping[str, str] | None = None
+) -> HealthReport:
+    """The health report for the pipeline (default: the latest run's) and the run in detail,
+    its failures labelled against its base branch and, in GitHub Actions, linked to the run's
+    logs there. `env`: the process's environment unless given."""
+    env = os.environ if env is None else env
     run = _pick_run(store, options)
     pipeline = options.pipeline or (run.pipeline if run else None)
     scope = Scope(
@@ -62,7 +70,36 @@ def build_report(store: JournalStore, options: ReportOptions) -> HealthReport:
         last=options.last,
     )
     title = f"{pipeline or 'pipeline'} health"
-    return WorkflowAnalytics(store, scope).health_report(title, run)
+    if run is None:
+        return WorkflowAnalytics(store, scope).health_report(title)
+    health = WorkflowAnalytics(store, scope).health_report(title, run, base=base_branch(run, env))
+    return health._replace(links=actions_links(env))
+
+
+def base_branch(run: RunRecord, env: Mapping[str, str]) -> str | None:
+    """The branch `run`'s failures are held against: the pull request's base (GITHUB_BASE_REF),
+    else the repository's default branch. None for a run on that branch, or on no known one.
+    (The journal does not record a run's base branch.)"""
+    if run.pr_number is None and run.branch is None:
+        return None
+    base = env.get("GITHUB_BASE_REF") or detect(env).default_branch or "main"
+    return None if run.pr_number is None and run.branch == base else base
+
+
+ACTIONS_RUN = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+
+
+def actions_links(env: Mapping[str, str]) -> RunLinks | None:
+    """In GitHub Actions, where the logs are: the run's page at this attempt, or the job's when
+    CI_ORCHESTRATOR_JOB_ID gives its numeric id (a composite action is not told it)."""
+    server, repo, run_id = (env.get(name, "") for name in ACTIONS_RUN)
+    if env.get("GITHUB_ACTIONS") != "true" or not (server and repo and run_id.isdigit()):
+        return None
+    url = f"{server.rstrip('/')}/{repo}/actions/runs/{run_id}"
+    job, attempt = env.get("CI_ORCHESTRATOR_JOB_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "")
+    if job.isdigit():
+        return RunLinks(f"{url}/job/{job}")
+    return RunLinks(f"{url}/attempts/{attempt}" if attempt.isdigit() else url)
 
 
 def _pick_run(store: JournalStore, options: ReportOptions) -> RunRecord | None:
@@ -74,21 +111,100 @@ def _pick_run(store: JournalStore, options: ReportOptions) -> RunRecord | None:
     return store.latest_run(options.pipeline)
 
 
+def pipelines_in_scope(store: JournalStore, options: ReportOptions) -> list[str]:
+    """The pipelines with finished runs in the period and on the branch asked for."""
+    scope = Scope(since=since_timestamp(options.since), branch=options.branch)
+    where, params = scope.runs_where()
+    rows = store.query(f"SELECT DISTINCT pipeline FROM runs WHERE {where} ORDER BY 1", params)
+    return [row[0] for row in rows]
+
+
+def build_reports(
+    store: JournalStore, options: ReportOptions, env: Mapping[str, str]
+) -> list[HealthReport]:
+    """The reports `report` shows, masked, worst first: with neither --pipeline nor --run-id, one
+    per pipeline in scope; otherwise (or with only one pipeline) the one `build_report` picks."""
+    from ci_orchestrator.render.markdown import worst_first
+
+    names = [] if options.pipeline or options.run_id else pipelines_in_scope(store, options)
+    if len(names) < 2:
+        return [masked_report(build_report(store, options, env), env)]
+    return worst_first(
+        [masked_report(build_report(store, replace(options, pipeline=n), env), env) for n in names]
+    )
+
+
 def report(options: ReportOptions, out: TextIO, env: Mapping[str, str]) -> int:
     store = open_store(options.journal, env)
-    health = build_report(store, options)
+    reports = build_reports(store, options, env)
     if options.junit is not None:
-        if health.run is None:
-            raise UsageError("--junit: the journal has no run to write")
-        from ci_orchestrator.render.junit import write_junit
-
-        write_junit(health.run, options.junit)
-    out.write(render(health, options.fmt))
+        write_latest_junit(reports, options.junit)
+    out.write(render_all(reports, options.fmt))
     if options.publish_issue is not None:
-        from ci_orchestrator.github.cli import publish_issue
-
-        print(publish_issue(options.publish_issue, health, env), file=sys.stderr)
+        print(publish(options.publish_issue, reports, env), file=sys.stderr)
     return ExitCode.OK
+
+
+def write_latest_junit(reports: Sequence[HealthReport], path: Path) -> None:
+    """The run the report details; with several pipelines, the latest of their runs."""
+    runs = [health.run for health in reports if health.run is not None]
+    if not runs:
+        raise UsageError("--junit: the journal has no run to write")
+    from ci_orchestrator.render.junit import write_junit
+
+    write_junit(max(runs, key=lambda run: run.started_at), path)
+
+
+def publish(title: str, reports: Sequence[HealthReport], env: Mapping[str, str]) -> str:
+    """Keep the issue titled `title` up to date with the report; returns the line to print."""
+    from ci_orchestrator.github.cli import ISSUE_AUTHOR_ENV, publish_issue
+
+    if len(reports) == 1:
+        return publish_issue(title, reports[0], env)
+    from ci_orchestrator.github.issues import ISSUE_BUDGET, publish_report_issue
+    from ci_orchestrator.render.markdown import render_markdown_all
+
+    markdown = render_markdown_all(reports, budget=ISSUE_BUDGET)
+    return publish_report_issue(title, markdown, env=env, author=env.get(ISSUE_AUTHOR_ENV))
+
+
+def masked_report(health: HealthReport, env: Mapping[str, str]) -> HealthReport:
+    """The report with the secrets this process knows masked in every text, before any rendering
+    escapes them (the journal holds none that its runs knew; this covers the rest)."""
+    masker = Masker.from_env(env)
+    return mask_record(health, masker) if masker else health
+
+
+def render_all(reports: Sequence[HealthReport], fmt: str) -> str:
+    """One report as `render` writes it; several under an overview, one section each."""
+    if len(reports) == 1:
+        return render(reports[0], fmt)
+    if fmt == "json":
+        return json.dumps(overview_json(reports), indent=2, default=str) + "\n"
+    if fmt == "markdown":
+        from ci_orchestrator.render.markdown import SUMMARY_BUDGET, render_markdown_all
+
+        return render_markdown_all(reports, budget=SUMMARY_BUDGET)
+    from ci_orchestrator.render.report_text import render_text_all
+
+    return render_text_all(reports)
+
+
+def overview_json(reports: Sequence[HealthReport]) -> dict[str, Any]:
+    """`{"state", "summary", "pipelines": [{"pipeline", "state", "report"}]}`, worst first."""
+    from ci_orchestrator.render.markdown import (
+        overall_state,
+        overview_headline,
+        pipeline_name,
+        pipeline_state,
+    )
+
+    pipelines = [
+        {"pipeline": pipeline_name(r), "state": pipeline_state(r), "report": to_json(r)}
+        for r in reports
+    ]
+    summary = overview_headline(reports)
+    return {"state": overall_state(reports), "summary": summary, "pipelines": pipelines}
 
 
 def render(health: HealthReport, fmt: str) -> str:
@@ -109,7 +225,7 @@ def render(health: HealthReport, fmt: str) -> str:
 def journal_export(
     option: str | None, since: str | None, out: TextIO, env: Mapping[str, str]
 ) -> int:
-    count = export_runs(open_store(option, env), out, since_timestamp(since))
+    count = export_runs(open_store(option, env), out, since_timestamp(since), Masker.from_env(env))
     print(f"exported {count} runs", file=sys.stderr)
     return ExitCode.OK
 

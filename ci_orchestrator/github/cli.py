@@ -123,9 +123,22 @@ def comment(
     metavar="AGE",
     help="Runs created in the last AGE (7d, 12h, 90m).",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="FILE",
+    help="Skip this workflow file, e.g. one whose runs ci-orchestrator already journals"
+    " step by step (repeatable).",
+)
 @TOKEN
 @JOURNAL
-def import_github(workflow: str | None, since: str, token: str | None, journal: str | None) -> int:
+def import_github(
+    workflow: str | None,
+    since: str,
+    exclude: tuple[str, ...],
+    token: str | None,
+    journal: str | None,
+) -> int:
     """Import the repository's GitHub Actions runs and jobs into the journal.
 
     One pipeline per workflow, one step per job, so that `report` works on CI history that never
@@ -135,12 +148,13 @@ def import_github(workflow: str | None, since: str, token: str | None, journal: 
     Examples:
       GITHUB_REPOSITORY=owner/repo ci-orchestrator import-github
       ci-orchestrator import-github --workflow ci.yml --since 7d
+      ci-orchestrator import-github --exclude ci.yml   # ci.yml's runs are journaled already
       ci-orchestrator import-github && ci-orchestrator report --pipeline CI
     """
     from ci_orchestrator.github.history import ImportOptions
     from ci_orchestrator.github.history import import_github as import_history
 
-    options = ImportOptions(workflow, since, token, journal)
+    options = ImportOptions(workflow, since, token, journal, exclude=exclude)
     return import_history(options, os.environ, sys.stdout)
 
 

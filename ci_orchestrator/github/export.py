@@ -54,7 +54,7 @@ class ExportOptions:
 
     target: str
     python_version: str
-    install: str  # the pip requirement that provides ci-orchestrator
+    install: str  # the pip requirement that provides ci-orchestrator (CLI: this very version)
     pin: str = "sha"  # "sha": actions pinned by commit; "tag": by their major version tag
 
 

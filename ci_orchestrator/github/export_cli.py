@@ -11,6 +11,11 @@ from pathlib import Path
 
 import click
 
+from ci_orchestrator.__about__ import __version__
+
+# The jobs install the release that wrote the workflow, never whatever is newest on the index.
+DEFAULT_INSTALL = f"ci-orchestrator=={__version__}"
+
 
 @click.group("export")
 def export() -> None:
@@ -27,10 +32,11 @@ def export() -> None:
 )
 @click.option(
     "--install",
-    default="ci-orchestrator",
+    default=DEFAULT_INSTALL,
     show_default=True,
     metavar="REQUIREMENT",
-    help="What each job pip-installs to get ci-orchestrator ('.' for the checked-out repository).",
+    help="What each job pip-installs to get ci-orchestrator: this version by default; '.' for the"
+    " checked-out repository.",
 )
 @click.option(
     "--pin",

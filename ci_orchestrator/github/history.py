@@ -59,6 +59,7 @@ class ImportOptions:
     since: str = "30d"
     token: str | None = None
     journal: str | None = None
+    exclude: tuple[str, ...] = ()  # workflow files not to import (their runs use ci-orchestrator)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Fetched:
     runs: list[RunRecord] = field(default_factory=list)
     present: int = 0  # already in the journal: not read again
     unfinished: int = 0
+    excluded: int = 0
     idle: int = 0  # finished, but ran nothing (skipped, stale)
 
 
@@ -78,6 +80,7 @@ class RunHead:
     github_id: int
     id: str
     pipeline: str
+    workflow: str  # the file name: ci.yml
     status: str | None  # ours (passed, failed, interrupted); None: not to be imported
     idle: bool  # finished, but ran nothing: never to be imported
     created: float
@@ -97,6 +100,7 @@ class RunHead:
             github_id=run.id,
             id=f"github-{run.id}-{run.run_attempt or 1}",
             pipeline=run.name or workflow_file(run.path),
+            workflow=workflow_file(run.path or ""),
             status=RUN_STATUS.get(run.conclusion or "") if finished else None,
             idle=finished and run.conclusion in NOTHING_RAN,
             created=run.created_at.timestamp(),
@@ -136,7 +140,7 @@ def import_github(options: ImportOptions, env: Mapping[str, str], out: TextIO) -
     store = JournalStore(journal_path(options.journal, env))
     try:
         with GitHubClient(settings) as client:
-            fetched = fetch_history(client, store, options.workflow, since)
+            fetched = fetch_history(client, store, options.workflow, since, options.exclude)
         result = import_runs(store, fetched.runs, source="github")
     finally:
         store.close()
@@ -148,9 +152,14 @@ def import_github(options: ImportOptions, env: Mapping[str, str], out: TextIO) -
 
 
 def fetch_history(
-    client: GitHubClient, store: JournalStore, workflow: str | None, since: float
+    client: GitHubClient,
+    store: JournalStore,
+    workflow: str | None,
+    since: float,
+    exclude: tuple[str, ...] = (),
 ) -> Fetched:
-    """Runs created since `since` that the journal lacks, with their jobs."""
+    """Runs created since `since` that the journal lacks, with their jobs (none of the workflow
+    files in `exclude`)."""
     listing, what = run_listing(client, workflow)
     fetched = Fetched()
     for run in client.each(what, listing):
@@ -158,7 +167,9 @@ def fetch_history(
         head = client.call(what, partial(RunHead.of, run))
         if head.created < since:
             break  # newest first: the rest is older
-        if head.idle:
+        if head.workflow in exclude:
+            fetched.excluded += 1
+        elif head.idle:
             fetched.idle += 1
         elif head.status is None:
             fetched.unfinished += 1
@@ -257,6 +268,8 @@ def summary(result: ImportResult, fetched: Fetched, source: str) -> str:
     )
     if fetched.idle:
         line += f", {fetched.idle} skipped or stale (nothing ran)"
+    if fetched.excluded:
+        line += f", {fetched.excluded} of excluded workflows"
     if fetched.unfinished:
         line += f", {fetched.unfinished} not finished (left for a later import)"
     return line

@@ -12,7 +12,12 @@ from datetime import datetime, timezone
 
 from ci_orchestrator.durations import format_seconds
 from ci_orchestrator.records import HealthReport, RunRecord, StepRecord
-from ci_orchestrator.render.markdown import strip_ansi
+from ci_orchestrator.render.markdown import (
+    overview_headline,
+    pipeline_name,
+    pipeline_state,
+    strip_ansi,
+)
 
 TAIL_LINES = 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -30,6 +35,30 @@ def render_text(report: HealthReport) -> str:
         run_detail(report.run) if report.run else "",
     ]
     return "\n\n".join(block for block in blocks if block) + "\n"
+
+
+def render_text_all(reports: Sequence[HealthReport]) -> str:
+    """Several pipelines, in the order given (`markdown.worst_first`): an overview, then each
+    pipeline's report as `render_text` writes it."""
+    return "\n\n".join([overview(reports), *(render_text(r).rstrip("\n") for r in reports)]) + "\n"
+
+
+def overview(reports: Sequence[HealthReport]) -> str:
+    """`Pipeline health: 2 pipelines, 1 failing`, then one line per pipeline."""
+    rows = [
+        [
+            plain(pipeline_name(report)),
+            pipeline_state(report),
+            plain(report.run.status) if report.run else "-",
+            percent(report.pass_rate),
+            str(report.runs_considered),
+            duration(report.mean_duration_ms),
+        ]
+        for report in reports
+    ]
+    headers = ("pipeline", "state", "latest run", "pass rate", "runs", "mean duration")
+    lines = columns(headers, rows, right="345")
+    return titled(f"Pipeline health: {overview_headline(reports)}", lines)
 
 
 # --- formats ---
