@@ -90,7 +90,7 @@ def test_a_cache_miss_is_a_notice(tmp_path: Path) -> None:
 def test_a_restored_journal_is_counted(tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     record_run(journal)
-    assert cache.adopt_restored(journal) == f"notice: history restored: 1 runs in {journal}"
+    assert cache.adopt_restored(journal) == f"notice: history restored: 1 run in {journal}"
 
 
 @pytest.mark.parametrize("damage", ["garbage", "newer"])
@@ -131,7 +131,7 @@ def test_two_jobs_saving_one_after_the_other_keep_both_runs(tmp_path: Path) -> N
         assert cache.stash(journal, stash)
         shutil.copy(saved, journal)  # the newest cache, restored again
         lines = cache.merge_for_save(journal, stash)
-        assert lines[0] == "notice: history merged: 1 runs of this job added to the newest cache"
+        assert lines[0] == "notice: history merged: 1 run of this job added to the newest cache"
         shutil.copy(journal, saved)  # saved: now the newest
     assert run_ids(saved) == {first, jobs["a"][1], jobs["b"][1]}
 

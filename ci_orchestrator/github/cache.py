@@ -113,7 +113,8 @@ def adopt_restored(path: Path) -> str:
         )
     problem = _unusable(path)
     if problem is None:
-        return f"notice: history restored: {_count_runs(path)} runs in {path}"
+        runs = _count_runs(path)
+        return f"notice: history restored: {runs} run{'' if runs == 1 else 's'} in {path}"
     aside = set_aside(path)
     return (
         f"warning: the restored journal {path} {problem}; set aside as {aside.name}, this run"
@@ -182,7 +183,8 @@ def merge_for_save(
     if path.exists() and _unusable(path) is None:
         added = merge(path, stash_path)
         stash_path.unlink()
-        lines.append(f"notice: history merged: {added} runs of this job added to the newest cache")
+        runs = f"{added} run{'' if added == 1 else 's'}"
+        lines.append(f"notice: history merged: {runs} of this job added to the newest cache")
     else:
         if path.exists():
             set_aside(path)
