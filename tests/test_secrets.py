@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ci_orchestrator.journal import WorkflowJournal
-from ci_orchestrator.masking import Masker, MaskedStream, add_mask_value, mask_record
+from ci_orchestrator.masking import MaskedStream, Masker, add_mask_value, mask_record
 from ci_orchestrator.records import StepRecord, TestCaseRecord
 from ci_orchestrator.render.markdown import md
 from ci_orchestrator.runner import WorkflowRunner
@@ -162,9 +162,9 @@ def test_secret_named_variables_and_the_explicit_list_are_masked() -> None:
     masker = Masker.from_env(env)
     text = " ".join(env.values())
     masked = masker(text)
-    for name in env:
+    for name, value in env.items():
         if name not in ("TOKENIZERS_PARALLELISM", "HOME", "CI_ORCHESTRATOR_MASK_ENV"):
-            assert env[name] not in masked, name
+            assert value not in masked, name
     assert "true" in masked
     assert "/root" in masked
 
