@@ -214,10 +214,9 @@ def job_summary(
     """The run's Markdown report, with history when there is a journal, within the 1 MiB;
     `masker` hides secrets in the report's texts before they are escaped."""
     from ci_orchestrator.analytics import Scope, WorkflowAnalytics
+    from ci_orchestrator.commands.report import actions_links, base_branch
     from ci_orchestrator.journal import JournalStore
     from ci_orchestrator.render.markdown import render_markdown
-
-    from ci_orchestrator.commands.report import actions_links, base_branch
 
     store = journal.store if journal is not None else JournalStore()
     title = f"{record.pipeline} health"
