@@ -17,7 +17,9 @@ from cmarkgfm.cmark import Options
 from ci_orchestrator.records import HealthReport, Hotspot, RunRecord, StepRecord, TestCaseRecord
 from ci_orchestrator.render.markdown import render_markdown
 
-HOSTILE = "see #12, octo/shop#7, GH-3, @admin, https://evil.example/x, www.evil.example, a@b.example"
+HOSTILE = (
+    "see #12, octo/shop#7, GH-3, @admin, https://evil.example/x, www.evil.example, a@b.example"
+)
 # What GitHub turns into a reference or a mention in text (not in code).
 _REFERENCES = re.compile(r"(?<![\w/])#\d|[\w.-]+/[\w.-]+#\d|\bGH-\d|(?<![\w`])@[A-Za-z0-9]")
 
