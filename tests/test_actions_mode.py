@@ -106,3 +106,14 @@ def test_workflow_commands_are_escaped() -> None:
         command("error", "50% done\nnext", title="a:b,c")
         == "::error title=a%3Ab%2Cc::50%25 done%0Anext"
     )
+
+
+def test_no_more_error_annotations_than_github_shows(write: Write) -> None:
+    steps = "".join(f"  s{n:02}:\n    run: exit 1\n" for n in range(12))
+    write("pipeline.yml", f"name: many\nsteps:\n{steps}")
+    done = cli("run", "pipeline.yml", "--keep-going", "--jobs", "1", GITHUB_ACTIONS="true")
+    errors = re.findall(r"^::error title=([^:]*)::(.*)$", done.stdout, re.M)
+    assert len(errors) == 10
+    assert errors[-1][0] == "more failures (see the summary)"
+    assert errors[-1][1].startswith("3 more steps failed: ")
+    assert errors[-1][1].count(",") == 2

@@ -87,6 +87,14 @@ def test_a_cache_miss_is_a_notice(tmp_path: Path) -> None:
     assert line.startswith("notice: no history restored")
 
 
+def test_no_cache_service_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"CACHE_PRIMARY_KEY": "", "RUNNER_TEMP": str(tmp_path)}  # actions/cache looked nothing up
+    assert action_main(["history-restored"], env) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("::warning title=ci-orchestrator history::no history restored:")
+    assert "no cache service" in out
+
+
 def test_a_restored_journal_is_counted(tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     record_run(journal)

@@ -234,6 +234,9 @@ def comment_arguments(inputs: ActionInputs, run_id: str = "") -> list[str]:
 HISTORY_MODES = ("history-keys", "history-restored", "history-stash", "history-merge")
 HISTORY_CHOICES = ("cache", "off")
 STASH = "ci-orchestrator-history/journal.db"  # under $RUNNER_TEMP: this job's journal, set aside
+# The restore step's `cache-primary-key` output, for `history-restored`: empty when actions/cache
+# looked nothing up (no cache service); unset (an older action.yml): assume it did.
+LOOKED_UP_ENV = "CACHE_PRIMARY_KEY"
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,8 @@ def history(mode: str, env: Mapping[str, str]) -> int:
         set_outputs({"path": keys.path, "key": keys.key, "restore-keys": restore}, env)
         return ExitCode.OK
     if mode == "history-restored":
-        lines = [cache.adopt_restored(path)]
+        looked_up = LOOKED_UP_ENV not in env or bool(env[LOOKED_UP_ENV].strip())
+        lines = [cache.adopt_restored(path, looked_up)]
     elif mode == "history-stash":
         lines = [] if cache.stash(path, stash) else ["notice: this job wrote no journal to save"]
     else:

@@ -104,8 +104,15 @@ def cache_path(journal_input: str, working_directory: str) -> str:
 # --- after the restore ---
 
 
-def adopt_restored(path: Path) -> str:
-    """Check a restored journal; one line to print. An unusable one is set aside."""
+def adopt_restored(path: Path, looked_up: bool = True) -> str:
+    """Check a restored journal; one line to print. An unusable one is set aside. `looked_up`:
+    False when actions/cache looked no key up (it found no cache service: it says so in an info
+    line only, and saving will fail the same way), which deserves a warning, not a notice."""
+    if not path.exists() and not looked_up:
+        return (
+            "warning: no history restored: actions/cache found no cache service on this runner,"
+            " so this run starts a new journal and its history cannot be saved"
+        )
     if not path.exists():
         return (
             "notice: no history restored (no cache yet for this branch, its base or the default"

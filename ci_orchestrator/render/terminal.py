@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from ci_orchestrator.durations import format_seconds
-from ci_orchestrator.github.actions import command
+from ci_orchestrator.github.actions import ANNOTATIONS_PER_STEP, command
 from ci_orchestrator.runner import RunInfo, RunObserver, StepStatus, WorkflowResult, WorkflowStep
 
 WIDTH = 79
@@ -153,6 +153,8 @@ class TerminalReporter(RunObserver):
         self.decoders: dict[str, codecs.IncrementalDecoder] = {}
         self.status_shown = False
         self.closed = False
+        self.annotated = 0  # ::error annotations written (GitHub shows 10 per step)
+        self.unannotated: list[str] = []  # failed steps past that: named in one last annotation
 
     # --- the observer ---
 
@@ -190,6 +192,10 @@ class TerminalReporter(RunObserver):
 
     def run_finished(self, result: WorkflowResult) -> None:
         self.clear_status()
+        if self.unannotated:
+            names = ", ".join(self.unannotated)
+            more = f"{len(self.unannotated)} more steps failed: {names}"
+            self.write(command("error", more[:4000], title="more failures (see the summary)"))
         for line in format_summary(result, self.color):
             self.write(line)
 
@@ -216,7 +222,16 @@ class TerminalReporter(RunObserver):
             for detail in format_failure(step, quiet_tail):
                 self.write(detail)
             if self.github:
-                self.write(github_error(step))
+                self.annotate(step)
+
+    def annotate(self, step: WorkflowStep) -> None:
+        """An `::error` for the failed step; past the 9th, the rest are named in one last error
+        when the run ends (GitHub shows 10 per step and drops the others unsaid)."""
+        if self.annotated < ANNOTATIONS_PER_STEP - 1:
+            self.write(github_error(step))
+            self.annotated += 1
+        else:
+            self.unannotated.append(step.name)
 
     def block(self, step: WorkflowStep, offset: int) -> None:
         """The part of a step's log not shown live, read back from disk."""
