@@ -3,8 +3,11 @@
 The pipeline is ten stages of steps, each step needing two steps of the stage before. Step
 durations are lognormal (most steps seconds, a few minutes) with some noise from run to run; a few
 steps fail now and then (their dependents are then skipped), a few are flaky (a failed first
-attempt, then a pass); three runs share each commit, so the journal also sees failures that pass on
-another run of the same commit. Every column the real writer fills is filled.
+attempt, then a pass); three runs share each commit (and its clean tree), so the journal also sees
+failures that pass on another run of the same code. With `tests`, the unit and integration steps
+report that many test records per run between them: a failed step fails one of its tests, a
+flaky one has a test its runner reported flaky, and a few tests are always skipped. Every column
+the real writer fills is filled.
 
 The database is made by `JournalStore(path)` (so migrations, indexes and pragmas are ours) and then
 bulk-inserted with `executemany` in one transaction. Everything is seeded: the same shape always
@@ -19,19 +22,22 @@ import os
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ci_orchestrator.fingerprint import step_fingerprint
 from ci_orchestrator.journal import SCHEMA_VERSION, JournalStore, command_hash
 
-GENERATOR = 1  # bump when the data below changes, so that cached journals are made again
+GENERATOR = 2  # bump when the data below changes, so that cached journals are made again
 SEED = 7
 PIPELINE = "synthetic"
 BASE_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z: fixed, so that a shape gives one file
 RUN_INTERVAL_S = 900.0
 RETRY_DELAY_MS = 1000.0
 STAGES = ("setup", "lint", "build", "unit", "integration", "e2e", "package", "docs", "scan", "ship")
+TEST_STAGES = ("unit", "integration")
+SKIPPED_TESTS = 50  # one test in this many is always skipped
 CHUNK_RUNS = 500  # runs per executemany batch (bounded memory, one transaction)
 
 Rows = list[tuple[Any, ...]]
@@ -44,31 +50,41 @@ RUN_COLUMNS = (
 STEP_COLUMNS = (
     "run_id", "pipeline", "name", "status", "reason", "started_at", "finished_at", "duration_ms",
     "attempts", "exit_code", "flaky", "command", "command_hash", "needs", "log_tail", "log_path",
-    "junit_problems", "position", "lost_ms",
+    "junit_problems", "position", "lost_ms", "fingerprint",
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "run_id", "step", "number", "exit_code", "duration_ms", "timed_out", "started_at", "error",
 )  # fmt: skip
+TEST_COLUMNS = (
+    "run_id", "step", "suite", "classname", "name", "status", "duration_ms", "message", "flaky",
+)  # fmt: skip
+TREE_COLUMNS = ("run_id", "tree", "dirty")
 
 
 @dataclass(frozen=True)
 class JournalShape:
-    """How big the journal is: `runs` runs of `steps` steps, `runs_per_sha` runs per commit."""
+    """How big the journal is: `runs` runs of `steps` steps, `runs_per_sha` runs per commit,
+    `tests` test records per run."""
 
     runs: int
     steps: int
     runs_per_sha: int = 3
     seed: int = SEED
+    tests: int = 0
 
     @property
     def records(self) -> int:
         return self.runs * self.steps
 
     @property
+    def test_records(self) -> int:
+        return self.runs * self.tests
+
+    @property
     def filename(self) -> str:
         return (
             f"journal-{self.runs}x{self.steps}-sha{self.runs_per_sha}-seed{self.seed}"
-            f"-schema{SCHEMA_VERSION}-gen{GENERATOR}.db"
+            f"-tests{self.tests}-schema{SCHEMA_VERSION}-gen{GENERATOR}.db"
         )
 
 
@@ -82,13 +98,20 @@ class StepModel:
     fail_rate: float
     flake_rate: float
 
+    tests: tuple[str, ...] = ()  # its test cases' names
+
     @property
     def command(self) -> str:
         return f"./ci/{self.name}.sh"
 
+    @property
+    def classname(self) -> str:
+        return f"tests.test_{self.name.replace('-', '_')}"
 
-def pipeline_model(steps: int, rng: random.Random) -> list[StepModel]:
-    """`steps` steps over ten stages, in a topological order; 5% fragile, 3% flaky (at least 1)."""
+
+def pipeline_model(steps: int, rng: random.Random, tests: int = 0) -> list[StepModel]:
+    """`steps` steps over ten stages, in a topological order; 5% fragile, 3% flaky (at least 1);
+    `tests` test cases spread over the unit and integration steps."""
     names = [f"{STAGES[i * len(STAGES) // steps]}-{i:03d}" for i in range(steps)]
     stage_of = {name: i * len(STAGES) // steps for i, name in enumerate(names)}
     fragile = set(rng.sample(names, max(1, steps // 20)))
@@ -105,7 +128,16 @@ def pipeline_model(steps: int, rng: random.Random) -> list[StepModel]:
                 flake_rate=rng.uniform(0.02, 0.08) if name in flaky else 0.0,
             )
         )
-    return model
+    return _with_tests(model, tests)
+
+
+def _with_tests(model: list[StepModel], tests: int) -> list[StepModel]:
+    """`tests` test names dealt round the steps of the test stages (all steps when none is)."""
+    testing = [m for m in model if m.name.split("-")[0] in TEST_STAGES] or model
+    names: dict[str, list[str]] = {m.name: [] for m in testing}
+    for i in range(tests):
+        names[testing[i % len(testing)].name].append(f"test_case_{i:05d}")
+    return [replace(m, tests=tuple(names[m.name])) if m.name in names else m for m in model]
 
 
 class Outcome(NamedTuple):
@@ -190,13 +222,42 @@ def _step_row(run_id: str, step: StepModel, outcome: Outcome, position: int) -> 
         outcome.finished_at, outcome.duration_ms, len(outcome.attempts), outcome.exit_code,
         outcome.flaky, step.command, command_hash(step.command), json.dumps(list(step.needs)),
         outcome.log_tail, f".ci-orchestrator/runs/{run_id}/{step.name}.log" if ran else None,
-        "[]", position, outcome.lost_ms,
+        "[]", position, outcome.lost_ms, step_fingerprint(step.command, {}, None, here="/"),
     )  # fmt: skip
+
+
+def _test_rows(
+    run_id: str, step: StepModel, outcome: Outcome, rng: random.Random
+) -> Iterator[tuple[Any, ...]]:
+    """The step's test cases in one run (none when it did not run): the one it blames failed when
+    it failed, or was reported flaky when it passed on a retry; a few always skipped."""
+    if not step.tests or outcome.started_at is None:
+        return
+    blamed = step.tests[0] if rng.random() < 0.7 else rng.choice(step.tests)
+    for name in step.tests:
+        status, message, flaky = "passed", "", 0
+        if int(name[-5:]) % SKIPPED_TESTS == SKIPPED_TESTS - 1:
+            status = "skipped"
+        elif name == blamed and outcome.status == "failed":
+            status, message = "failed", "AssertionError: expected 200, got 503"
+        elif name == blamed:
+            flaky = outcome.flaky
+        took = rng.lognormvariate(3.0, 1.0) if status != "skipped" else 0.0
+        yield (run_id, step.name, step.name, step.classname, name, status, took, message, flaky)
+
+
+def _commit(index: int, shape: JournalShape) -> int:
+    return index // shape.runs_per_sha
+
+
+def _tree_row(index: int, shape: JournalShape, run_id: str) -> tuple[Any, ...]:
+    """Each commit has its own tree, clean in every run (CI checkouts)."""
+    return (run_id, hashlib.sha1(b"tree %d" % _commit(index, shape)).hexdigest(), 0)
 
 
 def _run_row(index: int, shape: JournalShape, state: _RunState) -> tuple[Any, ...]:
     """Runs of one commit come in threes; three commits in ten are on pull requests."""
-    commit = index // shape.runs_per_sha
+    commit = _commit(index, shape)
     pull = commit % 10 >= 7
     finished = max(o.finished_at for o in state.outcomes.values())
     failed = any(o.status == "failed" for o in state.outcomes.values())
@@ -209,36 +270,52 @@ def _run_row(index: int, shape: JournalShape, state: _RunState) -> tuple[Any, ..
     )  # fmt: skip
 
 
+class Chunk(NamedTuple):
+    """Rows for each table, for some runs."""
+
+    runs: Rows
+    trees: Rows
+    steps: Rows
+    attempts: Rows
+    tests: Rows
+
+
+TABLES = (
+    ("runs", RUN_COLUMNS),
+    ("run_trees", TREE_COLUMNS),
+    ("steps", STEP_COLUMNS),
+    ("attempts", ATTEMPT_COLUMNS),
+    ("tests", TEST_COLUMNS),
+)
+
+
 def run_rows(
-    index: int, shape: JournalShape, model: Sequence[StepModel], rng: random.Random
-) -> tuple[tuple[Any, ...], Rows, Rows]:
-    """One run: its `runs` row, its `steps` rows, its `attempts` rows."""
+    index: int, shape: JournalShape, model: Sequence[StepModel], rng: random.Random, into: Chunk
+) -> None:
+    """One run's rows, added to `into`."""
     started = BASE_TIME + index * RUN_INTERVAL_S
     state = _RunState(_run_id(started, rng), started, {})
-    steps: Rows = []
-    attempts: Rows = []
     for position, step in enumerate(model):
         outcome = _skipped(step, state) or _ran(step, state, rng)
         state.outcomes[step.name] = outcome
-        steps.append(_step_row(state.run_id, step, outcome, position))
-        attempts += [(state.run_id, step.name, *a[:3], 0, a[3], "") for a in outcome.attempts]
-    return _run_row(index, shape, state), steps, attempts
+        into.steps.append(_step_row(state.run_id, step, outcome, position))
+        into.attempts.extend(
+            (state.run_id, step.name, *a[:3], 0, a[3], "") for a in outcome.attempts
+        )
+        into.tests.extend(_test_rows(state.run_id, step, outcome, rng))
+    into.runs.append(_run_row(index, shape, state))
+    into.trees.append(_tree_row(index, shape, state.run_id))
 
 
-def generate(shape: JournalShape) -> Iterator[tuple[Rows, Rows, Rows]]:
-    """Chunks of (runs, steps, attempts) rows, oldest runs first."""
+def generate(shape: JournalShape) -> Iterator[Chunk]:
+    """Chunks of rows, oldest runs first."""
     rng = random.Random(shape.seed)
-    model = pipeline_model(shape.steps, rng)
+    model = pipeline_model(shape.steps, rng, shape.tests)
     for first in range(0, shape.runs, CHUNK_RUNS):
-        runs: Rows = []
-        steps: Rows = []
-        attempts: Rows = []
+        chunk = Chunk([], [], [], [], [])
         for index in range(first, min(first + CHUNK_RUNS, shape.runs)):
-            run, step_rows, attempt_rows = run_rows(index, shape, model, rng)
-            runs.append(run)
-            steps.extend(step_rows)
-            attempts.extend(attempt_rows)
-        yield runs, steps, attempts
+            run_rows(index, shape, model, rng, chunk)
+        yield chunk
 
 
 def write(shape: JournalShape, path: Path) -> None:
@@ -246,10 +323,9 @@ def write(shape: JournalShape, path: Path) -> None:
     store = JournalStore(path)
     try:
         with store.transaction() as db:
-            for runs, steps, attempts in generate(shape):
-                db.executemany(_insert("runs", RUN_COLUMNS), runs)
-                db.executemany(_insert("steps", STEP_COLUMNS), steps)
-                db.executemany(_insert("attempts", ATTEMPT_COLUMNS), attempts)
+            for chunk in generate(shape):
+                for (table, columns), rows in zip(TABLES, chunk, strict=True):
+                    db.executemany(_insert(table, columns), rows)
     finally:
         store.close()
 

@@ -22,7 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import JournalError
-from ci_orchestrator.masking import mask_record
+from ci_orchestrator.fingerprint import TreeState, step_fingerprint
+from ci_orchestrator.masking import Masker, mask_record
 from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord, to_json
 from ci_orchestrator.runner import (
     Attempt,
@@ -120,6 +121,30 @@ MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
     ) WITHOUT ROWID;
     CREATE INDEX tests_by_name ON tests (classname, name);
+    """,
+    # Flaky or fixed: what code each run ran (HEAD's tree, and whether tracked files differed
+    # from it: a row only when git could tell), and what each step ran (its fingerprint).
+    # The partial indexes serve the flaky evidence and hotspots of tests without reading them all.
+    """
+    CREATE TABLE run_trees (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        tree TEXT NOT NULL,
+        dirty INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX run_trees_clean ON run_trees (tree) WHERE dirty = 0;
+    ALTER TABLE steps ADD COLUMN fingerprint TEXT;
+    CREATE INDEX tests_failed ON tests (step, classname, name, duration_ms)
+        WHERE status IN ('failed', 'error');
+    CREATE INDEX tests_flaky ON tests (step, classname, name) WHERE flaky = 1;
+    CREATE INDEX tests_skipped ON tests (step, classname, name) WHERE status = 'skipped';
+    """,
+    # Test-level truth (issue 14): a failure's type and body (traceback), the attempt whose JUnit
+    # file told the outcome, and the failed runs before it (reruns, or a flaky test's failures).
+    """
+    ALTER TABLE tests ADD COLUMN type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tests ADD COLUMN body TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tests ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tests ADD COLUMN reruns INTEGER NOT NULL DEFAULT 0;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -274,6 +299,7 @@ class JournalStore:
                 (run.id, run.pipeline, run.started_at, run.git_sha, run.branch, run.event,
                  run.pr_number, run.trigger, host, pid, pid_started),
             )  # fmt: skip
+            _insert_tree(db, run)
 
     def save_step(
         self, run_id: str, step: StepRecord, finished_at: float | None, position: int = 0
@@ -353,6 +379,10 @@ class JournalStore:
             f"SELECT * FROM attempts WHERE run_id IN ({marks}) ORDER BY number", ids
         )
         tests = self.query(f"SELECT * FROM tests WHERE run_id IN ({marks})", ids)
+        trees = {
+            r["run_id"]: TreeState(r["tree"], bool(r["dirty"]))
+            for r in self.query(f"SELECT * FROM run_trees WHERE run_id IN ({marks})", ids)
+        }
         by_step: dict[tuple[str, str], list[AttemptRecord]] = {}
         for a in attempts:
             by_step.setdefault((a["run_id"], a["step"]), []).append(_attempt(a))
@@ -365,7 +395,7 @@ class JournalStore:
             grouped.setdefault(s["run_id"], []).append(
                 _step(s, by_step.get(key, []), cases.get(key, []))
             )
-        return [_run(r, grouped.get(r["id"], [])) for r in runs]
+        return [_run(r, grouped.get(r["id"], []), trees.get(r["id"])) for r in runs]
 
 
 def _read_only(db: sqlite3.Connection) -> bool:
@@ -387,25 +417,29 @@ def _upsert_step(
         # An upsert, not INSERT OR REPLACE: a replace would delete (and cascade to) the attempts.
         "INSERT INTO steps (run_id, pipeline, name, status, reason, started_at,"
         " finished_at, duration_ms, attempts, exit_code, flaky, command, command_hash, needs,"
-        " log_tail, log_path, junit_problems, position, lost_ms)"
+        " log_tail, log_path, junit_problems, position, lost_ms, fingerprint)"
         " VALUES (?, (SELECT pipeline FROM runs WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,"
+        " ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,"
         " reason = excluded.reason, started_at = excluded.started_at,"
         " finished_at = excluded.finished_at, duration_ms = excluded.duration_ms,"
         " attempts = excluded.attempts, exit_code = excluded.exit_code, flaky = excluded.flaky,"
         " log_tail = excluded.log_tail, log_path = excluded.log_path, command = excluded.command,"
-        " junit_problems = excluded.junit_problems, lost_ms = excluded.lost_ms",
+        " junit_problems = excluded.junit_problems, lost_ms = excluded.lost_ms,"
+        " fingerprint = excluded.fingerprint",
         (run_id, run_id, step.name, step.status, step.reason, step.started_at, finished,
          step.duration_ms, len(step.attempts), step.exit_code, int(step.flaky), step.command,
          command_hash(step.command), json.dumps(list(step.needs)), step.log_tail[-TAIL_CHARS:],
-         step.log_path, json.dumps(list(step.junit_problems)), position, time_lost(step)),
+         step.log_path, json.dumps(list(step.junit_problems)), position, time_lost(step),
+         step.fingerprint),
     )  # fmt: skip
-    for test in step.tests:
-        db.execute(
-            "INSERT OR REPLACE INTO tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, step.name, test.suite, test.classname, test.name, test.status,
-             test.duration_ms, test.message[:TAIL_CHARS], int(test.flaky)),
-        )  # fmt: skip
+    db.executemany(
+        "INSERT OR REPLACE INTO tests (run_id, step, suite, classname, name, status,"
+        " duration_ms, message, flaky, type, body, attempt, reruns)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, step.name, test.suite, test.classname, test.name, test.status,
+          test.duration_ms, test.message[:TAIL_CHARS], int(test.flaky), test.type,
+          test.body[:TAIL_CHARS], test.attempt, test.reruns) for test in step.tests],
+    )  # fmt: skip
 
 
 def _abandon(db: sqlite3.Connection, run_id: str) -> None:
@@ -446,7 +480,8 @@ def _attempt(row: sqlite3.Row) -> AttemptRecord:
 def _test(row: sqlite3.Row) -> TestCaseRecord:
     return TestCaseRecord(
         row["suite"], row["classname"], row["name"], row["status"], row["duration_ms"],
-        row["message"], flaky=bool(row["flaky"]),
+        row["message"], flaky=bool(row["flaky"]), type=row["type"], body=row["body"],
+        attempt=row["attempt"], reruns=row["reruns"],
     )  # fmt: skip
 
 
@@ -468,10 +503,19 @@ def _step(
         started_at=row["started_at"],
         tests=tuple(tests),
         junit_problems=tuple(json.loads(row["junit_problems"])),
+        fingerprint=row["fingerprint"],
     )
 
 
-def _run(row: sqlite3.Row, steps: list[StepRecord]) -> RunRecord:
+def _insert_tree(db: sqlite3.Connection, run: RunRecord) -> None:
+    if run.tree is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO run_trees VALUES (?, ?, ?)",
+            (run.id, run.tree, int(bool(run.dirty))),
+        )
+
+
+def _run(row: sqlite3.Row, steps: list[StepRecord], tree: TreeState | None = None) -> RunRecord:
     return RunRecord(
         id=row["id"],
         pipeline=row["pipeline"],
@@ -485,6 +529,8 @@ def _run(row: sqlite3.Row, steps: list[StepRecord]) -> RunRecord:
         pr_number=row["pr_number"],
         trigger=row["trigger"],
         steps=tuple(steps),
+        tree=tree.tree if tree else None,
+        dirty=tree.dirty if tree else None,
     )
 
 
@@ -536,6 +582,7 @@ class WorkflowJournal(RunObserver):
     ) -> None:
         self.store = store if isinstance(store, JournalStore) else JournalStore(store)
         self.context = context
+        self.tree: TreeState | None = None  # the tracked tree the run starts from (fingerprint.py)
         self.run_id: str | None = None
         self.positions: dict[str, int] = {}
         self.mask: Callable[[str], str] = _unmasked  # secrets stay out of the journal
@@ -553,6 +600,8 @@ class WorkflowJournal(RunObserver):
             event=ctx.event if ctx else None, pr_number=ctx.pr_number if ctx else None,
             trigger=ctx.trigger if ctx else "local",
         )  # fmt: skip
+        if self.tree is not None:
+            record = record._replace(tree=self.tree.tree, dirty=self.tree.dirty)
         self._safely(
             self.store.begin_run, record, host=host_name(), pid=os.getpid(),
             pid_started=process_started(os.getpid()),
@@ -679,7 +728,7 @@ class WorkflowJournal(RunObserver):
 
 
 def _run_fields(details: Mapping[str, Any]) -> dict[str, Any]:
-    allowed = ("git_sha", "branch", "event", "pr_number", "trigger")
+    allowed = ("git_sha", "branch", "event", "pr_number", "trigger", "tree", "dirty")
     return {k: details[k] for k in allowed if k in details}
 
 
@@ -707,16 +756,26 @@ def step_record(step: WorkflowStep, mask: Callable[[str], str] = _unmasked) -> S
         started_at=step.started_at,
         tests=tuple(_masked_case(case, mask) for case in step.tests),
         junit_problems=tuple(mask(problem) for problem in step.junit_problems),
+        fingerprint=step_fingerprint(
+            mask(step.command) if step.command is not None else None,
+            {name: mask(value) for name, value in step.env.items()},
+            step.cwd,
+        ),
     )
 
 
 def _masked_case(case: TestCaseRecord, mask: Callable[[str], str]) -> TestCaseRecord:
+    if mask is _unmasked or (isinstance(mask, Masker) and not mask):  # no secrets: no copies
+        return case
     return case._replace(
         suite=mask(case.suite),
         classname=mask(case.classname),
         name=mask(case.name),
         message=mask(case.message),
         output=mask(case.output),
+        type=mask(case.type),
+        body=mask(case.body),
+        stderr=mask(case.stderr),
     )
 
 
@@ -840,6 +899,7 @@ def _merge_steps(db: sqlite3.Connection, run: RunRecord) -> bool:
         return False
     for position, step in new:
         _insert_step(db, run, step, position)
+    _insert_tree(db, run)  # when the stored part did not know it
     status, started, finished = db.execute(
         "SELECT status, started_at, finished_at FROM runs WHERE id = ?", (run.id,)
     ).fetchone()
@@ -860,6 +920,7 @@ def _insert_run(db: sqlite3.Connection, run: RunRecord, source: str) -> None:
         (run.id, run.pipeline, run.status, run.started_at, run.finished_at, run.duration_ms,
          run.git_sha, run.branch, run.event, run.pr_number, run.trigger, source),
     )  # fmt: skip
+    _insert_tree(db, run)
     for position, step in enumerate(run.steps):
         _insert_step(db, run, step, position)
 

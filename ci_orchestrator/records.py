@@ -32,7 +32,12 @@ class TestCaseRecord(NamedTuple):
     duration_ms: float = 0.0
     message: str = ""
     output: str = ""
-    flaky: bool = False  # failed, then passed on a rerun (Surefire flakyFailure/flakyError)
+    flaky: bool = False  # failed, then passed: on a rerun in its file or on a later attempt
+    type: str = ""  # the failure's, error's or skip's `type`, as the tool wrote it
+    body: str = ""  # its text: the traceback (a long one keeps its start and its end)
+    stderr: str = ""  # what the test wrote to stderr (system-err)
+    attempt: int = 0  # the step's attempt whose JUnit file told the outcome (0: not known)
+    reruns: int = 0  # failed runs before the outcome: a flaky test's, or a failed test's retries
 
     @property
     def id(self) -> str:
@@ -55,6 +60,7 @@ class StepRecord(NamedTuple):
     tests: tuple[TestCaseRecord, ...] = ()
     junit_problems: tuple[str, ...] = ()  # "reports/x.xml: not found", ...
     median_ms: float | None = None  # the step's historical median, when the journal knows it
+    fingerprint: str | None = None  # what it ran: command, the env the pipeline sets, cwd
 
     @property
     def timed_out(self) -> bool:
@@ -74,6 +80,8 @@ class RunRecord(NamedTuple):
     pr_number: int | None = None
     trigger: str = "local"
     steps: tuple[StepRecord, ...] = ()
+    tree: str | None = None  # the tracked tree it ran on (HEAD's tree id when clean); None: unknown
+    dirty: bool | None = None  # tracked files differed from HEAD (then it is never flaky evidence)
 
     def step(self, name: str) -> StepRecord:
         return next(s for s in self.steps if s.name == name)
@@ -91,26 +99,63 @@ class RunRecord(NamedTuple):
 
 
 class Hotspot(NamedTuple):
-    """A step that fails often or costs much time in failures and retries."""
+    """A step (or test, when `test` is set) that fails often or costs much time in failures and
+    retries."""
 
     step: str
-    failures: int
-    runs: int
+    failed_runs: int
+    runs: int  # runs where it ran to an outcome (passed or failed)
     time_lost_ms: float
     last_failed_at: float | None = None
+    test: str | None = None  # the test's id (`classname.name`)
+
+    @property
+    def failures(self) -> int:
+        return self.failed_runs
 
     @property
     def failure_rate(self) -> float:
-        return self.failures / self.runs if self.runs else 0.0
+        return self.failed_runs / self.runs if self.runs else 0.0
+
+
+class RunRef(NamedTuple):
+    """A run, as a report points at it."""
+
+    run_id: str
+    sha: str | None
+    started_at: float
+
+
+class Evidence(NamedTuple):
+    """One run that shows a step or test flaky: `retry` (the step failed, then passed on a retry
+    in the run), `same-tree` (failed where another run, `other_run`, passed: the same clean tree
+    and the same step fingerprint) or `reported` (a test its run recorded flaky: it failed, then
+    passed on a rerun its test runner reported or on a later attempt of its step)."""
+
+    kind: str  # retry | same-tree | reported
+    run_id: str
+    sha: str | None
+    started_at: float
+    other_run: str | None = None  # same-tree: a run of the same code where it passed
+
+
+class EvidenceCount(NamedTuple):
+    kind: str
+    runs: int
 
 
 class FlakyStep(NamedTuple):
-    """A step (or test, when `test` is set) that both failed and passed for the same code."""
+    """A step (or test, when `test` is set) with flaky evidence: runs where it failed and passed
+    on a retry, failed where the same code passed, or its test runner reported it flaky."""
 
     step: str
-    flaky_runs: int
-    runs: int
+    flaky_runs: int  # runs with evidence
+    runs: int  # runs where it ran (passed or failed; not skipped)
     test: str | None = None
+    evidence: tuple[Evidence, ...] = ()  # a few of those runs, most recent first
+    kinds: tuple[EvidenceCount, ...] = ()  # flaky runs by kind of evidence
+    first_seen: RunRef | None = None  # the earliest run with evidence
+    last_seen: RunRef | None = None  # the latest
 
     @property
     def flake_rate(self) -> float:
@@ -173,6 +218,38 @@ class BaseComparison(NamedTuple):
         return [label for label in self.labels if label.kind == "fixed"]
 
 
+class Change(NamedTuple):
+    """What changed for a step (or test) on a branch: `broken` since `sha` (it failed in every
+    run on consecutive commits up to the latest), a `new` failure at `sha` (the latest run fails,
+    earlier runs passed), or `fixed` at `sha` (passing since that commit, after failing)."""
+
+    step: str
+    kind: str  # broken | new | fixed
+    sha: str | None  # broken since / new failure at / fixed at
+    failed_runs: int  # runs of the failing streak
+    commits: int  # commits the failing streak spans
+    first_seen: RunRef  # the streak's first failing run
+    last_seen: RunRef  # its last failing run
+    test: str | None = None
+    fixed_in: RunRef | None = None  # fixed: the first passing run after the streak
+    earlier_unknown: bool = False  # the streak reaches the oldest run read: it may be older
+
+
+class FailureMark(NamedTuple):
+    """A step or test that failed in the report's run, and what history says of it."""
+
+    step: str
+    test: str | None
+    known_flaky: bool
+    flaky_runs: int = 0  # runs with flaky evidence (as in FlakyStep)
+    runs: int = 0  # runs where it ran
+    change: str | None = None  # broken | new, when `changes` says so
+
+    @property
+    def flake_rate(self) -> float:
+        return self.flaky_runs / self.runs if self.runs else 0.0
+
+
 class RunLinks(NamedTuple):
     """Where a run's logs are for readers away from the runner (a PR comment in Actions)."""
 
@@ -189,13 +266,17 @@ class HealthReport(NamedTuple):
     pass_rate: float | None = None
     mean_duration_ms: float | None = None
     hotspots: tuple[Hotspot, ...] = ()
-    flaky: tuple[FlakyStep, ...] = ()
+    flaky: tuple[FlakyStep, ...] = ()  # flaky steps (flaky tests: `flaky_tests`)
     regressions: tuple[Regression, ...] = ()
     stats: tuple[StepStats, ...] = ()
     critical_path: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     base: BaseComparison | None = None  # the run's failures labelled against its base branch
     links: RunLinks | None = None  # when set, failures link there instead of naming local logs
+    flaky_tests: tuple[FlakyStep, ...] = ()
+    changes: tuple[Change, ...] = ()  # broken, new, fixed on the run's branch
+    test_hotspots: tuple[Hotspot, ...] = ()
+    run_failures: tuple[FailureMark, ...] = ()  # the run's failed steps and tests, marked
 
 
 def to_json(value: Any) -> Any:

@@ -541,6 +541,7 @@ class _Execution:
         self.env = env
         self.token = token
         self.log: StepLog | None = None
+        self.junit_read: dict[str, tuple[int, int]] = {}  # JUnit file -> (mtime_ns, attempt)
 
     def run(self) -> None:
         step = self.step
@@ -555,8 +556,6 @@ class _Execution:
             self.attempts()
         finally:
             step.duration_ms = (time.monotonic() - clock) * 1000
-            if step.junit and step.attempts:
-                self.read_tests()
             if self.log is not None:
                 self.log.close()
                 if self.log.file is not None:
@@ -564,18 +563,26 @@ class _Execution:
                 if self.log.error:
                     log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
 
-    def read_tests(self) -> None:
-        """The test cases of the step's JUnit files; a missing or broken file is a note, and the
-        step's own status stands."""
-        from ci_orchestrator.junit_reader import read_junit_globs
+    def read_tests(self, number: int, started: float) -> None:
+        """After each attempt, the test cases of the JUnit files it wrote (modified since it
+        started), folded into those of the attempts before: a test that failed, then passed is
+        flaky. A missing, stale or broken file is a note, and the step's own status stands."""
+        from ci_orchestrator.junit_reader import Freshness, merge_runs, read_junit_globs
 
-        cases, problems = read_junit_globs(self.step.junit, Path.cwd(), self.step.name)
+        step = self.step
+        fresh = Freshness(started, number, self.junit_read)
+        found = read_junit_globs(step.junit, Path.cwd(), step.name, fresh)
+        self.junit_read.update(found.read)
+        cases, problems = found.cases, found.problems
         mask = self.run_.runner.mask
         if mask is not None:  # test names, messages and output are as secret as the log
             from ci_orchestrator.masking import mask_record
 
             cases, problems = mask_record(cases, mask), mask_record(problems, mask)
-        self.step.tests, self.step.junit_problems = cases, problems
+        if step.retry.max_attempts > 1:
+            problems = [f"attempt {number}: {problem}" for problem in problems]
+        step.tests = merge_runs(step.tests, cases)
+        step.junit_problems = [*step.junit_problems, *problems]
 
     def open_log(self) -> None:
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
@@ -645,8 +652,15 @@ class _Execution:
             self.shell(number) if isinstance(self.step.action, str) else self.call()
         except Exception as exc:
             self.record(number, started, exc)
+            self.attempt_tests(number, started)
             raise
         self.record(number, started, None)
+        self.attempt_tests(number, started)
+
+    def attempt_tests(self, number: int, started: float) -> None:
+        """Every attempt's JUnit files are read, not only the last one's: a flaky test shows."""
+        if self.step.junit:
+            self.read_tests(number, started)
 
     def record(self, number: int, started: float, exc: Exception | None) -> None:
         exit_code = exc.exit_code if isinstance(exc, (ExitFailure, StepTimeout)) else None

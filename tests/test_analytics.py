@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,13 @@ from ci_orchestrator.analytics import (
 )
 from ci_orchestrator.gitinfo import RunContext
 from ci_orchestrator.journal import JournalStore, WorkflowJournal, import_runs
-from ci_orchestrator.records import RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.records import (
+    EvidenceCount,
+    RunRecord,
+    RunRef,
+    StepRecord,
+    TestCaseRecord,
+)
 from ci_orchestrator.retry import RetryPolicy
 from ci_orchestrator.runner import WorkflowRunner
 
@@ -76,14 +83,20 @@ def test_success_rates_and_reliability(history: tuple[WorkflowJournal, list[str]
     assert stats["slow"].p95_ms >= stats["slow"].p50_ms
 
 
-def test_flaky_within_a_run_and_across_one_commit(
+def test_retries_are_evidence_and_a_changed_command_is_not(
     history: tuple[WorkflowJournal, list[str]],
 ) -> None:
-    journal, _ = history
+    journal, ids = history
     flaky = {f.step: f for f in WorkflowAnalytics(journal).flaky_steps()}
-    assert flaky["flaky"].flaky_runs == 3  # runs 0, 3 and 6 needed a second attempt
-    assert flaky["flaky"].runs == 8
-    assert flaky["breaks"].flaky_runs == 1  # commit b: failed in run 2, passed in run 4
+    entry = flaky["flaky"]
+    assert (entry.flaky_runs, entry.runs) == (3, 8)  # runs 0, 3 and 6 needed a second attempt
+    assert entry.kinds == (EvidenceCount("retry", 3),)
+    assert [e.run_id for e in entry.evidence] == [ids[6], ids[3], ids[0]]  # latest first
+    first, last = entry.evidence[-1], entry.evidence[0]
+    assert entry.first_seen == RunRef(ids[0], first.sha, first.started_at)
+    assert entry.last_seen == RunRef(ids[6], last.sha, last.started_at)
+    # Commit b: `exit 3` failed in run 2, `true` passed in run 4: another command, no evidence.
+    assert "breaks" not in flaky
     assert "setup" not in flaky
 
 
@@ -148,19 +161,31 @@ def test_empty_journal() -> None:
 def test_flaky_tests_from_junit_results() -> None:
     store = JournalStore()
 
-    def run(run_id: str, sha: str, status: str, flaky: bool = False) -> RunRecord:
+    def run(run_id: str, tree: str, status: str, flaky: bool = False, **run: Any) -> RunRecord:
         case = TestCaseRecord("suite", "tests.test_api", "test_login", status, flaky=flaky)
         other = TestCaseRecord("suite", "tests.test_api", "test_logout", "passed")
-        step = StepRecord("test", "completed", tests=(case, other), duration_ms=5)
-        return RunRecord(run_id, "shop", "passed", 1.0, 2.0, git_sha=sha, steps=(step,))
+        step = StepRecord("test", "completed", tests=(case, other), duration_ms=5, command="pytest")
+        started = float(int(run_id[1:]))
+        return RunRecord(run_id, "shop", "passed", started, started + 1, git_sha=tree,
+                         steps=(step,), tree=tree, dirty=False)._replace(**run)  # fmt: skip
 
-    import_runs(
-        store, [run("r1", "x", "failed"), run("r2", "x", "passed"), run("r3", "y", "passed", True)]
-    )
-    flaky = WorkflowAnalytics(store).flaky_tests()
-    assert [(f.step, f.test, f.flaky_runs, f.runs) for f in flaky] == [
-        ("test", "tests.test_api.test_login", 2, 3)
+    runs = [
+        run("r1", "x", "failed"),
+        run("r2", "x", "passed"),  # the same clean tree: r1's failure is evidence
+        run("r3", "y", "passed", True),  # reported flaky by the test runner
+        run("r4", "z", "failed", dirty=True),
+        run("r5", "z", "passed", dirty=True),  # uncommitted changes: never evidence
+        run("r6", "w", "skipped"),
     ]
+    import_runs(store, runs)
+    (flaky,) = WorkflowAnalytics(store).flaky_tests()
+    assert (flaky.step, flaky.test, flaky.flaky_runs) == ("test", "tests.test_api.test_login", 2)
+    assert flaky.runs == 5  # ran in five runs: skipped in r6
+    assert [(e.kind, e.run_id, e.other_run) for e in flaky.evidence] == [
+        ("reported", "r3", None),
+        ("same-tree", "r1", "r2"),
+    ]
+    assert flaky.kinds == (EvidenceCount("reported", 1), EvidenceCount("same-tree", 1))
 
 
 def test_percentile() -> None:
@@ -170,12 +195,15 @@ def test_percentile() -> None:
 
 
 def test_base_state_from_outcomes_newest_first() -> None:
-    ok, bad = Outcome(False, False, "c1"), Outcome(True, False, "c2")
+    ok, bad = Outcome(False, False, "c1"), Outcome(True, False, "c2", code="tree:t2|f")
     assert base_state([]) == BaseState("passing", 0, 0)
     assert base_state([ok, ok]) == BaseState("passing", 0, 2)
     assert base_state([ok, Outcome(False, True, "c0")]) == BaseState("flaky", 1, 2)
     streak = [bad, Outcome(True, False, "c3"), Outcome(True, False, None), ok]
     assert base_state(streak) == BaseState("failing", 0, 4, None)
     assert base_state([*streak[:2], ok]) == BaseState("failing", 0, 3, "c3")
-    # The latest failure's commit also passed: the same code both ways is flaky, not failing.
-    assert base_state([bad, Outcome(False, False, "c2")]) == BaseState("flaky", 1, 2)
+    # The latest failure's code (tree and step fingerprint) also passed: flaky, not failing.
+    assert base_state([bad, Outcome(False, False, "c9", "tree:t2|f")]) == BaseState("flaky", 1, 2)
+    # The same commit passed, but with another command (or a dirty tree: no code): failing.
+    assert base_state([bad, Outcome(False, False, "c2", "tree:t2|g")]).kind == "failing"
+    assert base_state([bad, Outcome(False, False, "c2")]).kind == "failing"

@@ -15,15 +15,20 @@ from pathlib import Path
 import pytest
 
 from ci_orchestrator.errors import JournalError
+from ci_orchestrator.fingerprint import TreeState, step_fingerprint
 from ci_orchestrator.journal import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     JournalEntry,
     JournalStore,
     WorkflowJournal,
     export_runs,
     import_runs,
+    prune,
     run_from_json,
 )
+from ci_orchestrator.masking import Masker
+from ci_orchestrator.records import RunRecord
 from ci_orchestrator.runner import StepStatus, WorkflowRunner
 from ci_orchestrator.shell import process_gone
 from tests.conftest import cli
@@ -331,3 +336,74 @@ def test_run_ids_are_checked(write: Write) -> None:
     again = cli("run", "p.yml", "--run-id", "r1")
     assert again.returncode == 2
     assert "run 'r1' is already in" in again.stderr
+
+
+# --- what code each run ran (flaky or fixed) ---
+
+
+def test_runs_keep_their_tree_and_steps_their_fingerprint_through_export(tmp_path: Path) -> None:
+    source = WorkflowJournal(tmp_path / "a.db")
+    source.tree = TreeState("4b825dc642cb6eb9a060e54bf8d69288fbee4904", dirty=True)
+    runner = WorkflowRunner("exp", observers=[source], state_dir=tmp_path)
+    runner.add_step("a", "echo $A", env={"A": "1"})
+    runner.add_step("b", lambda: 1)
+    result = runner.run()
+    run = source.store.load_run(result.workflow_id)
+    assert run is not None
+    assert (run.tree, run.dirty) == (source.tree.tree, True)
+    assert run.step("a").fingerprint == step_fingerprint("echo $A", {"A": "1"}, None)
+    assert run.step("b").fingerprint is None  # not a shell command
+    lines = tmp_path / "runs.jsonl"
+    with lines.open("w") as out:
+        export_runs(source.store, out)
+    target = JournalStore(tmp_path / "b.db")
+    import_runs(
+        target, [run_from_json(json.loads(line)) for line in lines.read_text().splitlines()]
+    )
+    assert target.load_run(result.workflow_id) == run
+
+
+def test_secrets_in_a_steps_env_stay_out_of_its_fingerprint(tmp_path: Path) -> None:
+    prints = []
+    for token in ("s3cret-one", "s3cret-two"):
+        journal = WorkflowJournal()
+        journal.mask = Masker([token])
+        runner = WorkflowRunner("sec", observers=[journal], state_dir=tmp_path)
+        runner.add_step("deploy", "true", env={"TOKEN": token, "REGION": "eu"})
+        result = runner.run()
+        run = journal.store.load_run(result.workflow_id)
+        assert run is not None
+        prints.append(run.step("deploy").fingerprint)
+    assert (
+        prints[0] == prints[1] == step_fingerprint("true", {"TOKEN": "***", "REGION": "eu"}, None)
+    )
+
+
+def test_a_first_version_journal_is_migrated_and_its_runs_have_no_tree(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO runs (id, pipeline, status, started_at, git_sha) VALUES ('r1', 'p', 'passed',"
+        " 1.0, 'abc')"
+    )
+    db.execute(
+        "INSERT INTO steps (run_id, pipeline, name, status, command, command_hash)"
+        " VALUES ('r1', 'p', 'lint', 'completed', 'true', 'h')"
+    )
+    db.commit()
+    db.close()
+    store = JournalStore(path)
+    run = store.load_run("r1")
+    assert run is not None
+    assert (run.tree, run.dirty, run.step("lint").fingerprint) == (None, None, None)
+    assert store.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    store.begin_run(
+        RunRecord("r2", "p", "running", 2.0, tree="t", dirty=False), host="h", pid=1,
+        pid_started=None,
+    )  # fmt: skip
+    again = store.load_run("r2")
+    assert again is not None
+    assert (again.tree, again.dirty) == ("t", False)
+    assert prune(store, 3.0) == 2
+    assert store.query("SELECT count(*) FROM run_trees")[0][0] == 0  # went with its run

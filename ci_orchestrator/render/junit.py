@@ -1,11 +1,18 @@
 """JUnit XML for a run (pure: a RunRecord in, bytes out; `write_junit` is the one file writer).
 
-One `<testsuite>` for the run with one `<testcase>` per step, built by junit-xml; then one suite per
-(step, suite) pair of the test cases the steps' own JUnit files reported. Maven Surefire's rerun
-elements, which junit-xml does not know, are appended to the trees `build_xml_doc()` returns:
-`flakyFailure` for each failed attempt of a step that passed in the end (it counts as passed), and
-`rerunFailure` for the earlier attempts of a step that failed every time (its last attempt stays the
-`<failure>`). Every text and attribute goes through `xml_safe` first: no log can break the file.
+What consumers count is what happened. A step with JUnit files contributes their tests as one
+`<testsuite>` named after the step, each case as the tool wrote it (class name, name, time even
+when zero, failure/error type, message and body, skip message and type, system-out/err within a
+budget) and no testcase for the step itself, unless its tests cannot tell its outcome (it failed
+with no failing test, or was cancelled). Every other step is one testcase of the `pipeline` suite.
+Cancelled steps, and steps an interrupted run left unfinished, are `<error>`s: an interrupted run
+never reads as a pass.
+
+The trees come from junit-xml's `build_xml_doc()`; what it cannot write is set on them afterwards:
+zero times, types and messages as given, and Maven Surefire's rerun elements: `flakyFailure` for
+each failed run of a test or step that passed in the end (it counts as passed), `rerunFailure`
+(`rerunError`) for the earlier runs of one that failed every time. Every text and attribute goes
+through `xml_safe` first: no log can break the file.
 """
 
 from __future__ import annotations
@@ -28,23 +35,27 @@ from ci_orchestrator.render.markdown import strip_ansi
 
 # The tail goes in both <failure> and <system-out>, so a testcase holds at most ~64 KiB of log.
 TAIL_LIMIT = 32 * 1024
+# Characters of system-out/err the tests of one step may write in all; the rest is left out.
+OUTPUT_BUDGET = 4 * 1024 * 1024
+RERUN_LIMIT = 20  # rerun elements written for one test; more only repeat the same message
+PIPELINE_SUITE = "pipeline"
 
 # What XML 1.0 does not allow at all (C0 controls but tab/newline/CR, surrogates, U+FFFE/U+FFFF);
 # ElementTree escapes everything else, `]]>` included, but writes these through unchanged.
 _INVALID_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _RESULT_TAGS = {"failure", "error", "skipped"}
-_SKIP_PREFIX = {"cancelled": "cancelled", "pending": "not started", "running": "still running"}
+_FAILED = ("failed", "error")
+_STOPPED_RUN = ("interrupted", "abandoned")
+_UNFINISHED = {"pending": "not started", "running": "did not finish"}
 
 
 def render_junit(run: RunRecord) -> bytes:
     """The run as a JUnit XML document (UTF-8, with an XML declaration)."""
-    main = run_suite(run)
-    suites = [main, *step_test_suites(run)]
+    suites = [pipeline_suite(run), *(step_suite(step) for step in run.steps if step.tests)]
     root = ET.Element("testsuites", {"name": xml_safe(run.pipeline)})
     for key in ("tests", "failures", "errors", "skipped"):
         root.set(key, str(sum(int(suite.get(key, "0")) for suite in suites)))
-    # The steps' tests ran inside the steps: the run's wall time is the whole document's time.
-    root.set("time", main.get("time", "0"))
+    root.set("time", seconds(run_ms(run)))  # the steps ran in parallel: the run's wall time
     root.extend(suites)
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
@@ -85,25 +96,53 @@ def log_text(tail: str) -> str:
     return f"[… {len(tail) - len(kept):,} earlier characters cut …]\n{kept}"
 
 
-# --- the run's suite: one testcase per step ---
+# --- which steps are testcases of the pipeline suite ---
 
 
-def run_suite(run: RunRecord) -> ET.Element:
-    """The run's `<testsuite>`, with Surefire rerun elements added to retried steps."""
-    cases = [step_case(run.pipeline, step) for step in run.steps]
+def stands_alone(step: StepRecord) -> bool:
+    """A step is a testcase of its own unless its tests tell its outcome: it passed, or it failed
+    and a test failed too."""
+    if not step.tests:
+        return True
+    if step.status == "completed":
+        return False
+    return step.status != "failed" or not any(test.status in _FAILED for test in step.tests)
+
+
+def stopped_unfinished(run: RunRecord, step: StepRecord) -> bool:
+    """A step that never reached an outcome because the run stopped (or died) around it."""
+    return step.status in _UNFINISHED and run.status != "running"
+
+
+def interruption_shown(run: RunRecord) -> bool:
+    """Whether some step's error already says that the run did not run to its end."""
+    return any(s.status == "cancelled" or stopped_unfinished(run, s) for s in run.steps)
+
+
+# --- the pipeline suite: one testcase per step without tests of its own ---
+
+
+def pipeline_suite(run: RunRecord) -> ET.Element:
+    """The `pipeline` suite, with the run's properties: the steps that stand alone, and the run
+    itself when it was stopped and no step says so."""
+    steps = [step for step in run.steps if stands_alone(step)]
+    cases = [step_case(run, step) for step in steps]
+    if run.status in _STOPPED_RUN and not interruption_shown(run):
+        cases.append(run_stopped_case(run))  # stopped between steps: the counts must still say so
     suite = junit_xml.TestSuite(
-        xml_safe(run.pipeline),
+        PIPELINE_SUITE,
         cases,
         timestamp=timestamp(run.started_at),
         properties=run_properties(run),
     )
     element: ET.Element = suite.build_xml_doc()
-    if run.duration_ms is not None:
-        element.set("time", seconds(run.duration_ms))
-    else:
-        element.set("time", seconds(sum(step.duration_ms for step in run.steps)))
-    for step, case in zip(run.steps, element.findall("testcase"), strict=True):
+    element.set("time", seconds(sum(step.duration_ms for step in steps)))
+    found = element.findall("testcase")
+    for step, case in zip(steps, found, strict=False):
+        set_time(case, step.duration_ms)
         insert_results(case, rerun_elements(step))
+    for case in found[len(steps) :]:
+        set_time(case, 0.0)
     return element
 
 
@@ -111,6 +150,7 @@ def run_properties(run: RunRecord) -> dict[str, str]:
     """What identifies the run, in a fixed order, leaving out what is not known."""
     known = {
         "run_id": run.id,
+        "status": run.status,
         "git_sha": run.git_sha,
         "branch": run.branch,
         "event": run.event,
@@ -120,12 +160,12 @@ def run_properties(run: RunRecord) -> dict[str, str]:
     return {key: xml_safe(value) for key, value in known.items() if value}
 
 
-def step_case(pipeline: str, step: StepRecord) -> Any:
+def step_case(run: RunRecord, step: StepRecord) -> Any:
     """A junit_xml TestCase for one step (the library is untyped, hence Any)."""
     tail = log_text(step.log_tail)
     case = junit_xml.TestCase(
         xml_safe(step.name),
-        classname=xml_safe(pipeline),
+        classname=xml_safe(run.pipeline),
         elapsed_sec=step.duration_ms / 1000,
         stdout=system_out(step, tail) or None,
         stderr=junit_problems_note(step) or None,
@@ -134,8 +174,18 @@ def step_case(pipeline: str, step: StepRecord) -> Any:
         # junit_xml drops a failure with neither message nor output: the message is never empty.
         message = xml_safe(step.reason) or "failed"
         case.add_failure_info(message=message, output=tail or None, failure_type=failure_type(step))
+    elif step.status == "cancelled" or stopped_unfinished(run, step):
+        kind = "interrupted" if run.status in _STOPPED_RUN else "cancelled"
+        case.add_error_info(message=stop_message(step), output=tail or None, error_type=kind)
     elif step.status != "completed":
         case.add_skipped_info(message=skip_message(step))
+    return case
+
+
+def run_stopped_case(run: RunRecord) -> Any:
+    """The run itself, when it was stopped while no step was running."""
+    case = junit_xml.TestCase("(run)", classname=xml_safe(run.pipeline))
+    case.add_error_info(message=f"the run was {run.status}", error_type="interrupted")
     return case
 
 
@@ -150,11 +200,11 @@ def system_out(step: StepRecord, tail: str) -> str:
 
 
 def junit_problems_note(step: StepRecord) -> str:
-    """The step's JUnit files that could not be read, as a system-err note."""
+    """The step's JUnit files that could not be read (or were left out), as a system-err note."""
     if not step.junit_problems:
         return ""
     lines = [f"- {xml_safe(problem)}" for problem in step.junit_problems]
-    return "\n".join(["could not read the step's JUnit results:", *lines])
+    return "\n".join(["problems with the step's JUnit results:", *lines])
 
 
 def failure_type(step: StepRecord) -> str:
@@ -163,24 +213,33 @@ def failure_type(step: StepRecord) -> str:
     return "exit-code" if step.exit_code is not None else "error"
 
 
-def skip_message(step: StepRecord) -> str:
-    """Why a step did not run to an outcome; cancelled and unfinished steps say so first."""
+def stop_message(step: StepRecord) -> str:
+    """Why a step was stopped: the reason; an unfinished one says so first."""
     reason = xml_safe(step.reason)
-    prefix = _SKIP_PREFIX.get(step.status)
+    prefix = _UNFINISHED.get(step.status, "")
+    if not prefix:
+        return reason or step.status
+    return f"{prefix}: {reason}" if reason else prefix
+
+
+def skip_message(step: StepRecord) -> str:
+    """Why a step was skipped; in a run still going, that it has not finished yet."""
+    reason = xml_safe(step.reason)
+    prefix = {"pending": "not started", "running": "still running"}.get(step.status)
     if prefix is None:
         return reason or "skipped"
     return f"{prefix}: {reason}" if reason else prefix
 
 
-# --- Surefire rerun elements ---
+# --- Surefire rerun elements of a step ---
 
 
 def rerun_elements(step: StepRecord) -> list[ET.Element]:
     """flakyFailure per failed attempt of a step that passed; rerunFailure per earlier failed
-    attempt of a step that failed (its last attempt is the <failure>)."""
+    attempt of a step that failed or was cancelled (its last attempt is the <failure>/<error>)."""
     if step.status == "completed":
         return [attempt_element("flakyFailure", a) for a in step.attempts if not a.ok]
-    if step.status == "failed":
+    if step.status in ("failed", "cancelled"):
         return [attempt_element("rerunFailure", a) for a in step.attempts[:-1] if not a.ok]
     return []
 
@@ -214,60 +273,137 @@ def insert_results(case: ET.Element, extra: Iterable[ET.Element]) -> None:
         case.insert(position + offset, element)
 
 
-# --- the tests the steps reported ---
+# --- a step's own tests: one suite named after the step ---
 
 
-def step_test_suites(run: RunRecord) -> list[ET.Element]:
-    """One `<testsuite>` per (step, suite) pair, named `step: suite`."""
-    suites = []
-    for step in run.steps:
-        for suite_name, tests in group_by_suite(step.tests).items():
-            suites.append(reported_suite(step.name, suite_name, tests))
-    return suites
+class OutputBudget:
+    """Characters of system-out/err the tests of one suite may still write."""
+
+    def __init__(self, chars: int = OUTPUT_BUDGET) -> None:
+        self.chars = chars
+        self.left = chars
+        self.dropped = 0
+
+    def take(self, text: str) -> str | None:
+        if not text:
+            return None
+        kept = log_text(text)
+        if len(kept) > self.left:
+            self.dropped += 1
+            return None
+        self.left -= len(kept)
+        return kept
+
+    def note(self) -> str:
+        if not self.dropped:
+            return ""
+        size = f"{self.chars / 1024 / 1024:g} MiB"
+        return f"system-out/err of {self.dropped:,} tests left out: over the {size} of one suite"
 
 
-def group_by_suite(tests: Iterable[TestCaseRecord]) -> dict[str, list[TestCaseRecord]]:
-    groups: dict[str, list[TestCaseRecord]] = {}
-    for test in tests:
-        groups.setdefault(test.suite, []).append(test)
-    return groups
-
-
-def reported_suite(step: str, suite_name: str, tests: list[TestCaseRecord]) -> ET.Element:
-    """A step's test suite; a flaky test gets a flakyFailure and counts as passed."""
-    name = f"{step}: {suite_name}" if suite_name else step
-    cases = [reported_case(test) for test in tests]
-    suite = junit_xml.TestSuite(xml_safe(name), cases, properties={"step": xml_safe(step)})
+def step_suite(step: StepRecord) -> ET.Element:
+    """The tests a step's JUnit files reported, as their tools wrote them."""
+    budget = OutputBudget()
+    cases = [reported_case(test, budget) for test in step.tests]
+    notes = [note for note in (junit_problems_note(step), budget.note()) if note]
+    suite = junit_xml.TestSuite(
+        xml_safe(step.name),
+        cases,
+        timestamp=timestamp(step.started_at) if step.started_at is not None else None,
+        properties=step_properties(step),
+        stdout=f"log: {xml_safe(step.log_path)}" if step.log_path else None,
+        stderr="\n".join(notes) or None,
+    )
     element: ET.Element = suite.build_xml_doc()
-    element.set("time", seconds(sum(test.duration_ms for test in tests)))
-    for test, case in zip(tests, element.findall("testcase"), strict=True):
-        if test.flaky:
-            message = xml_safe(test.message) or "failed, then passed on a rerun"
-            insert_results(
-                case, [ET.Element("flakyFailure", {"message": message, "type": "flaky"})]
-            )
+    element.set("time", seconds(step.duration_ms))
+    for test, case in zip(step.tests, element.findall("testcase"), strict=True):
+        set_time(case, test.duration_ms)
+        if test.status != "passed":
+            set_result_attributes(case, test)
+        if test.flaky or test.reruns:
+            insert_results(case, reported_rerun_elements(test))
     return element
 
 
-def reported_case(test: TestCaseRecord) -> Any:
+def step_properties(step: StepRecord) -> dict[str, str]:
+    """How the step itself ended, which its tests alone may not tell."""
+    known = {
+        "status": step.status,
+        "attempts": str(len(step.attempts)),
+        "flaky": "true" if step.flaky else "",
+        "reason": step.reason,
+    }
+    return {key: xml_safe(value) for key, value in known.items() if value}
+
+
+def reported_case(test: TestCaseRecord, budget: OutputBudget) -> Any:
     """A junit_xml TestCase for one test a step reported."""
     case = junit_xml.TestCase(
         xml_safe(test.name),
         classname=xml_safe(test.classname) or None,
         elapsed_sec=test.duration_ms / 1000,
-        stdout=log_text(test.output) or None,
+        stdout=budget.take(test.output),
+        stderr=budget.take(test.stderr),
     )
-    message = xml_safe(test.message)
+    body = xml_safe(test.body) or None
+    # junit_xml drops a result with neither message nor body: a stand-in, set right afterwards.
     if test.status == "failed":
-        case.add_failure_info(message=message or "failed")
+        case.add_failure_info(message="failed", output=body)
     elif test.status == "error":
-        case.add_error_info(message=message or "error")
+        case.add_error_info(message="error", output=body)
     elif test.status == "skipped":
-        case.add_skipped_info(message=message or None)
+        case.add_skipped_info(message="skipped", output=body)
     return case
 
 
+def set_result_attributes(case: ET.Element, test: TestCaseRecord) -> None:
+    """The result's message and type as the tool gave them, and none that it did not."""
+    result = next((child for child in case if child.tag in _RESULT_TAGS), None)
+    if result is not None:
+        result.attrib = given_attributes(test.message, test.type)
+
+
+def given_attributes(message: str, kind: str) -> dict[str, str]:
+    attributes = {"message": xml_safe(message)} if message else {}
+    return {**attributes, "type": xml_safe(kind)} if kind else attributes
+
+
+def reported_rerun_elements(test: TestCaseRecord) -> list[ET.Element]:
+    """flakyFailure per failed run of a flaky test (the first with its stack trace);
+    rerunFailure/rerunError per failed run before a test's final failure/error."""
+    if test.flaky:
+        message = test.message or "failed, then passed on a rerun"
+        tag, count = "flakyFailure", max(1, test.reruns)
+    elif test.status in _FAILED and test.reruns:
+        message = test.message or test.status
+        tag = "rerunFailure" if test.status == "failed" else "rerunError"
+        count = test.reruns
+    else:
+        return []
+    # The schema requires a type on rerun elements.
+    attributes = given_attributes(message, test.type or ("flaky" if test.flaky else test.status))
+    elements = [ET.Element(tag, attributes) for _ in range(min(count, RERUN_LIMIT))]
+    if test.flaky and test.body:
+        ET.SubElement(elements[0], "stackTrace").text = xml_safe(test.body)
+    return elements
+
+
 # --- formats ---
+
+
+def set_time(case: ET.Element, ms: float) -> None:
+    """The time after the name and class name, even when it is zero (junit_xml leaves out a zero
+    time, and writes six decimals)."""
+    keys = ("name", "classname")
+    attributes = {key: case.attrib[key] for key in keys if key in case.attrib}
+    attributes["time"] = seconds(ms)
+    case.attrib = attributes
+
+
+def run_ms(run: RunRecord) -> float:
+    if run.duration_ms is not None:
+        return run.duration_ms
+    return sum(step.duration_ms for step in run.steps)
 
 
 def timestamp(epoch: float) -> str:

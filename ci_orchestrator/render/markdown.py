@@ -1,12 +1,14 @@
 """Markdown for a PR comment, a job summary or the nightly issue (pure: a report in, text out).
 
 Sections, most important first: status header, step table, failures (log tails in `<details>`),
-flaky steps and tests, failure hotspots, duration regressions, per-step stats, Mermaid graph (and
-the report's notes). Each section is rendered in a few variants, from complete to compact to left
-out. `fit` starts with the complete ones and walks `_STAGES` until the text fits the byte budget:
-log tails are shortened first, then sections are left out from the lowest priority up, and what
-was cut is said in a closing note. Failed steps keep at least a line each with their name until
-nothing else is left.
+what the PR fixed, what broke, failed anew or was fixed on the branch (with the run's failures
+marked known flaky or not), flaky steps and tests (their evidence in `<details>`), failure
+hotspots of steps and tests, duration regressions, per-step stats, Mermaid graph (and the
+report's notes). Every count says its unit (runs, commits). Each section is rendered in a few
+variants, from complete to compact to left out. `fit` starts with the complete ones and walks
+`_STAGES` until the text fits the byte budget: log tails are shortened first, then sections are
+left out from the lowest priority up, and what was cut is said in a closing note. Failed steps
+keep at least a line each with their name until nothing else is left.
 
 Escaping, by where the text lands:
 - Markdown text (`md`): one line; backslash, backtick and * _ [ ] < > & | ~ $ backslash-escaped
@@ -33,9 +35,15 @@ from ci_orchestrator.durations import format_seconds
 from ci_orchestrator.records import (
     BaseComparison,
     BaseLabel,
+    Change,
+    EvidenceCount,
+    FailureMark,
+    FlakyStep,
     HealthReport,
+    Hotspot,
     RunLinks,
     RunRecord,
+    RunRef,
     StepRecord,
     TestCaseRecord,
 )
@@ -86,6 +94,7 @@ _ORDER = (
     "steps",
     "failures",
     "fixed",
+    "changes",
     "flaky",
     "hotspots",
     "regressions",
@@ -104,6 +113,7 @@ _STAGES = (
     ("regressions", "last"),
     ("hotspots", "last"),
     ("flaky", "last"),
+    ("changes", "last"),
     ("fixed", "last"),
     ("failures", "compact"),
     ("steps", "last"),
@@ -124,7 +134,8 @@ def render_markdown(
         "steps": step_table_variants(report.run),
         "failures": failure_variants(report.run, failure_context(report)),
         "fixed": optional(fixed_section(report.base), "what this PR fixed"),
-        "flaky": optional(flaky_section(report), "flaky steps"),
+        "changes": optional(changes_section(report), "broken, new and fixed"),
+        "flaky": flaky_variants(report),
         "hotspots": optional(hotspot_section(report), "failure hotspots"),
         "regressions": optional(regression_section(report), "duration regressions"),
         "stats": optional(stats_section(report), "per-step stats"),
@@ -692,11 +703,92 @@ def fixed_item(label: BaseLabel, base: str) -> str:
     return f"- ✅ {what}: {md(f'failing on {base}{since}')}"
 
 
+# --- (3c) broken, new, fixed; the run's failures marked ---
+
+CHANGES_SHOWN = 20
+_CHANGE_ICONS = {"broken": "❌", "new": "🆕", "fixed": "✅"}
+_CHANGE_WORDS = {"broken": "broken since", "new": "new failure at", "fixed": "fixed at"}
+
+
+def changes_section(report: HealthReport) -> str:
+    """What broke, failed anew or was fixed on the branch; then the run's failures, each marked
+    known flaky (with its counts) or not."""
+    blocks = []
+    if report.changes:
+        items = [change_item(change) for change in report.changes[:CHANGES_SHOWN]]
+        blocks.append("\n".join(items + more(len(report.changes), CHANGES_SHOWN)))
+    if report.run is not None and report.run_failures:
+        marks = [mark_item(mark) for mark in report.run_failures[:CHANGES_SHOWN]]
+        marks += more(len(report.run_failures), CHANGES_SHOWN)
+        blocks.append(f"Failures in run {code(report.run.id)}:\n\n" + "\n".join(marks))
+    return "\n\n".join(["### Broken, new and fixed", *blocks]) if blocks else ""
+
+
+def more(count: int, shown: int) -> list[str]:
+    return [f"- … and {count - shown} more"] if count > shown else []
+
+
+def subject(step: str, test: str | None) -> str:
+    """**step**, or test `id` in **step**."""
+    return f"test {code(test)} in **{md(step)}**" if test else f"**{md(step)}**"
+
+
+def counted(count: int, unit: str) -> str:
+    """1 run, 3 runs"""
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def change_item(change: Change) -> str:
+    """- ❌ **build**: broken since `1a2b3c4` · failed in 3 runs on 2 commits · first run `R3`,
+    last run `R7`"""
+    sha = code(change.sha[:7]) if change.sha else "an unknown commit"
+    head = f"- {_CHANGE_ICONS[change.kind]} {subject(change.step, change.test)}:"
+    head += f" {_CHANGE_WORDS[change.kind]} {sha}" + (
+        " or earlier" if change.earlier_unknown else ""
+    )
+    if change.fixed_in is not None:
+        head += f" (run {code(change.fixed_in.run_id)})"
+    streak = (
+        f"failed in {counted(change.failed_runs, 'run')} on {counted(change.commits, 'commit')}"
+    )
+    seen = f"first run {code(change.first_seen.run_id)}, last run {code(change.last_seen.run_id)}"
+    return f"{head} · {streak} · {seen}"
+
+
+def mark_item(mark: FailureMark) -> str:
+    """- test `x` in **unit**: known flaky, 3 of 42 runs (7.1%) · new failure"""
+    known = "not known flaky"
+    if mark.known_flaky:
+        known = f"known flaky, {mark.flaky_runs} of {counted(mark.runs, 'run')}"
+        known += f" ({percent(mark.flake_rate)})"
+    change = {"broken": " · broken", "new": " · new failure"}.get(mark.change or "", "")
+    return f"- {subject(mark.step, mark.test)}: {known}{change}"
+
+
 # --- (4) flaky ---
 
+EVIDENCE_WORDS = {
+    "retry": "retry recovery",
+    "same-tree": "same-tree flip",
+    "reported": "reported flaky in its run",
+}
 
-def flaky_section(report: HealthReport) -> str:
-    blocks = [block for block in (flaky_in_run(report.run), flaky_history(report)) if block]
+
+def flaky_variants(report: HealthReport) -> list[Variant]:
+    """With the evidence, without it, left out."""
+    full = flaky_section(report)
+    if not full:
+        return [Variant("")]
+    variants = [Variant(full)]
+    compact = flaky_section(report, evidence=False)
+    if compact != full:
+        variants.append(Variant(compact, left_out="the evidence of flaky steps and tests"))
+    return [*variants, Variant("", left_out="flaky steps and tests")]
+
+
+def flaky_section(report: HealthReport, evidence: bool = True) -> str:
+    blocks = [flaky_in_run(report.run), *flaky_history(report, evidence)]
+    blocks = [block for block in blocks if block]
     return "\n\n".join(["### Flaky", *blocks]) if blocks else ""
 
 
@@ -724,34 +816,101 @@ def flaky_step_item(step: StepRecord) -> str:
     return item + (f"; failed before: {md(', '.join(what))}" if what else "")
 
 
-def flaky_history(report: HealthReport) -> str:
-    if not report.flaky:
-        return ""
+def flaky_history(report: HealthReport, evidence: bool = True) -> list[str]:
+    """Flaky steps, then flaky tests: a table each, and their evidence in a closed `<details>`."""
+    entries = [*report.flaky, *report.flaky_tests]
+    blocks = []
+    for what, group in (
+        ("steps", [f for f in entries if f.test is None]),
+        ("tests", [f for f in entries if f.test is not None]),
+    ):
+        if group:
+            blocks.append(flaky_table(what, group))
+            if evidence and any(f.evidence for f in group):
+                blocks.append(evidence_details(what, group))
+    return blocks
+
+
+def flaky_table(what: str, group: Sequence[FlakyStep]) -> str:
+    tests = what == "tests"
     rows = [
         [
             md(f.step),
-            md(f.test) if f.test else "—",
+            *([md(f.test or "")] if tests else []),
             f"{f.flaky_runs}/{f.runs}",
             percent(f.flake_rate),
+            md(kinds_text(f.kinds)) or "—",
+            md(ref_text(f.last_seen)) if f.last_seen else "—",
         ]
-        for f in report.flaky
+        for f in group
     ]
-    lead = f"Over {report.runs_considered} runs:" if report.runs_considered else "Over history:"
-    return lead + "\n\n" + table(("Step", "Test", "Flaky runs", "Flake rate"), "llrr", rows)
+    headers = ("Step", *(["Test"] if tests else []), "Flaky runs / runs", "Flake rate")
+    grid = table(
+        (*headers, "Evidence (runs)", "Last seen"), ("ll" if tests else "l") + "rrll", rows
+    )
+    return f"Flaky {what} (flaky runs of the runs where each ran):\n\n{grid}"
+
+
+def kinds_text(kinds: Sequence[EvidenceCount]) -> str:
+    """retry recovery 3, same-tree flip 1"""
+    return ", ".join(f"{EVIDENCE_WORDS.get(k.kind, k.kind)} {k.runs}" for k in kinds)
+
+
+def ref_text(ref: RunRef) -> str:
+    """R7 (9f2c1e7, 2024-05-01): plain, to escape for where it lands"""
+    sha = f"{ref.sha[:7]}, " if ref.sha else ""
+    return f"{ref.run_id} ({sha}{day(ref.started_at)})"
+
+
+def ref_md(ref: RunRef) -> str:
+    """run `R7` @ `9f2c1e7` (2024-05-01)"""
+    sha = f" @ {code(ref.sha[:7])}" if ref.sha else ""
+    return f"run {code(ref.run_id)}{sha} ({day(ref.started_at)})"
+
+
+def evidence_details(what: str, group: Sequence[FlakyStep]) -> str:
+    """Each flaky entry's first and last seen runs, then its evidence runs, most recent first."""
+    items = []
+    for f in group:
+        if not f.evidence:
+            continue
+        seen = [f"first seen {ref_md(f.first_seen)}" if f.first_seen else ""]
+        seen += [f"last seen {ref_md(f.last_seen)}" if f.last_seen else ""]
+        items.append(f"- {subject(f.step, f.test)}: " + ", ".join(part for part in seen if part))
+        for e in f.evidence:
+            other = f", passed in run {code(e.other_run)}" if e.other_run else ""
+            kind = md(EVIDENCE_WORDS.get(e.kind, e.kind))
+            items.append(f"  - {ref_md(RunRef(e.run_id, e.sha, e.started_at))}: {kind}{other}")
+    summary = html_text(f"Evidence: the runs that show each of these {what} flaky, latest first")
+    return f"<details><summary>{summary}</summary>\n\n" + "\n".join(items) + "\n\n</details>"
 
 
 # --- (5) hotspots, (6) regressions, (7) stats ---
 
 
 def hotspot_section(report: HealthReport) -> str:
-    if not report.hotspots:
-        return ""
+    """Steps, then tests, ranked by failed runs, then by time lost."""
+    blocks = []
+    if report.hotspots:
+        blocks.append(hotspot_table(report.hotspots, tests=False))
+    if report.test_hotspots:
+        blocks.append("Tests:\n\n" + hotspot_table(report.test_hotspots, tests=True))
+    return "\n\n".join(["### Failure hotspots", *blocks]) if blocks else ""
+
+
+def hotspot_table(spots: Sequence[Hotspot], tests: bool) -> str:
     rows = [
-        [md(h.step), f"{h.failures}/{h.runs}", percent(h.failure_rate), duration(h.time_lost_ms)]
-        for h in report.hotspots
+        [
+            md(h.step),
+            *([md(h.test or "")] if tests else []),
+            f"{h.failed_runs}/{h.runs}",
+            percent(h.failure_rate),
+            duration(h.time_lost_ms),
+        ]
+        for h in spots
     ]
-    headers = ("Step", "Failures / runs", "Failure rate", "Time lost")
-    return "### Failure hotspots\n\n" + table(headers, "lrrr", rows)
+    headers = ("Step", *(["Test"] if tests else []), "Failed runs / runs", "Failure rate")
+    return table((*headers, "Time lost"), ("ll" if tests else "l") + "rrr", rows)
 
 
 def regression_section(report: HealthReport) -> str:

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from ci_orchestrator.durations import format_seconds
-from ci_orchestrator.records import HealthReport, RunRecord, StepRecord
+from ci_orchestrator.records import FlakyStep, HealthReport, Hotspot, RunRecord, StepRecord
 from ci_orchestrator.render.markdown import (
+    EVIDENCE_WORDS,
+    kinds_text,
     overview_headline,
     pipeline_name,
     pipeline_state,
+    ref_text,
     strip_ansi,
 )
 
@@ -25,9 +28,11 @@ _STATUS_WORDS = {"completed": "passed", "failed": "FAILED"}
 
 
 def render_text(report: HealthReport) -> str:
-    """Header, hotspots, flaky, regressions and per-step stats as aligned columns; then the run."""
+    """Header, broken/new/fixed, hotspots, flaky, regressions and per-step stats as aligned
+    columns; then the run."""
     blocks = [
         header(report),
+        changes(report),
         hotspots(report),
         flaky(report),
         regressions(report),
@@ -119,26 +124,117 @@ def header(report: HealthReport) -> str:
     return titled(plain(report.title or "Pipeline health"), lines)
 
 
+_CHANGE_WORDS = {"broken": "broken since", "new": "new failure at", "fixed": "fixed at"}
+
+
+def changes(report: HealthReport) -> str:
+    """What broke, failed anew or was fixed on the branch; the run's failures, marked."""
+    blocks = []
+    if report.changes:
+        rows = [
+            [
+                _CHANGE_WORDS[c.kind],
+                plain(c.step),
+                plain(c.test or "-"),
+                plain((c.sha or "-")[:7]) + (" or earlier" if c.earlier_unknown else ""),
+                str(c.failed_runs),
+                str(c.commits),
+                plain(c.first_seen.run_id),
+                plain(c.last_seen.run_id),
+                plain(c.fixed_in.run_id) if c.fixed_in else "-",
+            ]
+            for c in report.changes
+        ]
+        headers = ("change", "step", "test", "commit", "failed runs", "commits", "first run",
+                   "last run", "fixed in run")  # fmt: skip
+        blocks.append(titled("Broken, new and fixed", columns(headers, rows, right="45")))
+    if report.run is not None and report.run_failures:
+        rows = [
+            [
+                plain(m.step),
+                plain(m.test or "-"),
+                f"yes: {m.flaky_runs}/{m.runs} runs, {percent(m.flake_rate)}" if m.known_flaky
+                else "no",
+                {"broken": "broken", "new": "new failure"}.get(m.change or "", "-"),
+            ]
+            for m in report.run_failures
+        ]  # fmt: skip
+        lines = columns(("step", "test", "known flaky", "change"), rows)
+        blocks.append(titled(f"Failures in run {plain(report.run.id)}", lines))
+    return "\n\n".join(blocks)
+
+
 def hotspots(report: HealthReport) -> str:
-    if not report.hotspots:
-        return ""
+    """Steps, then tests, by failed runs, then time lost."""
+    blocks = []
+    if report.hotspots:
+        blocks.append(titled("Failure hotspots", hotspot_lines(report.hotspots, tests=False)))
+    if report.test_hotspots:
+        blocks.append(titled("Test hotspots", hotspot_lines(report.test_hotspots, tests=True)))
+    return "\n\n".join(blocks)
+
+
+def hotspot_lines(spots: Sequence[Hotspot], tests: bool) -> list[str]:
     rows = [
-        [plain(h.step), f"{h.failures}/{h.runs}", percent(h.failure_rate), duration(h.time_lost_ms)]
-        for h in report.hotspots
+        [
+            plain(h.step),
+            *([plain(h.test or "-")] if tests else []),
+            f"{h.failed_runs}/{h.runs}",
+            percent(h.failure_rate),
+            duration(h.time_lost_ms),
+        ]
+        for h in spots
     ]
-    headers = ("step", "failures", "rate", "time lost")
-    return titled("Failure hotspots", columns(headers, rows, right="123"))
+    headers = ("step", *(["test"] if tests else []), "failed runs", "rate", "time lost")
+    return columns(headers, rows, right="234" if tests else "123")
 
 
 def flaky(report: HealthReport) -> str:
-    if not report.flaky:
-        return ""
-    rows = [
-        [plain(f.step), plain(f.test or "-"), f"{f.flaky_runs}/{f.runs}", percent(f.flake_rate)]
-        for f in report.flaky
+    """Flaky steps, then flaky tests (flaky runs of the runs where each ran), each with its
+    evidence: kinds, first and last seen, and its latest evidence runs."""
+    entries = [*report.flaky, *report.flaky_tests]
+    blocks = [
+        titled(f"Flaky {what}", flaky_lines(group, tests=what == "tests"))
+        for what, group in (
+            ("steps", [f for f in entries if f.test is None]),
+            ("tests", [f for f in entries if f.test is not None]),
+        )
+        if group
     ]
-    headers = ("step", "test", "flaky runs", "rate")
-    return titled("Flaky", columns(headers, rows, right="23"))
+    return "\n\n".join(blocks)
+
+
+def flaky_lines(group: Sequence[FlakyStep], tests: bool) -> list[str]:
+    rows = [
+        [
+            plain(f.step),
+            *([plain(f.test or "-")] if tests else []),
+            f"{f.flaky_runs}/{f.runs}",
+            percent(f.flake_rate),
+            plain(kinds_text(f.kinds)) or "-",
+            plain(ref_text(f.first_seen)) if f.first_seen else "-",
+            plain(ref_text(f.last_seen)) if f.last_seen else "-",
+        ]
+        for f in group
+    ]
+    headers = ("step", *(["test"] if tests else []), "flaky runs", "rate", "evidence (runs)",
+               "first seen", "last seen")  # fmt: skip
+    lines = columns(headers, rows, right="23" if tests else "12")
+    for f in group:
+        if f.evidence:
+            runs = "; ".join(
+                evidence_text(e.kind, e.run_id, e.sha, e.other_run) for e in f.evidence
+            )
+            what = f"{plain(f.step)} {plain(f.test)}" if f.test else plain(f.step)
+            lines.append(f"  {what}: {runs}")
+    return lines
+
+
+def evidence_text(kind: str, run_id: str, sha: str | None, other: str | None) -> str:
+    """R7 9f2c1e7 same-tree flip (passed in R6)"""
+    at = f" {plain(sha[:7])}" if sha else ""
+    passed = f" (passed in {plain(other)})" if other else ""
+    return f"{plain(run_id)}{at} {EVIDENCE_WORDS.get(kind, plain(kind))}{passed}"
 
 
 def regressions(report: HealthReport) -> str:

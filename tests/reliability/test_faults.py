@@ -138,7 +138,7 @@ def test_interrupted_runs_write_their_reports_and_leave_no_process(
     assert proc.wait(timeout=30) == 130
     assert process_gone(int(pid.read_text()))  # ignored SIGTERM, got SIGKILL after the grace
     suite = ET.parse("j.xml").getroot()
-    assert suite.find(".//testcase[@name='stuck']/skipped") is not None
+    assert suite.find(".//testcase[@name='stuck']/error") is not None  # cancelled: an error
     assert "interrupted" in (tmp_path / "s.md").read_text().lower()
     assert "status<<" in (tmp_path / "o.txt").read_text()
     run = JournalStore(Path(".ci-orchestrator/journal.db")).latest_run()
