@@ -98,6 +98,13 @@ def _split_env(value: str | None) -> list[str]:
 @click.option("--no-deps", is_flag=True, help="With --only: run just the named steps.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (order, skips and why); run nothing.")
 @click.option(
+    "--setup",
+    "setup",
+    is_flag=True,
+    help="First run the pipeline's `setup:` commands, as a step `set-up` every step needs (each"
+    " job of an exported workflow does; a plain run leaves them to you).",
+)
+@click.option(
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
@@ -135,6 +142,7 @@ def run(
     only: tuple[str, ...],
     no_deps: bool,
     dry_run: bool,
+    setup: bool,
     jobs: int | None,
     keep_going: bool,
     quiet: bool,
@@ -179,6 +187,7 @@ def run(
         rerun_failed=rerun_failed,
         junit=junit,
         run_id=run_id,
+        setup=setup,
     )
     env = dict(os.environ)
     if mask_env:

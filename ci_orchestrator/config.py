@@ -81,6 +81,7 @@ class Step:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     junit: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()  # what an exported workflow carries to the jobs after it
     description: str = ""
     location: str = ""  # file:line of the step's definition
     skip_reason: str | None = None
@@ -93,6 +94,7 @@ class Pipeline:
     source: str  # the file (or `template:NAME`) it was read from
     base_dir: Path
     description: str = ""
+    setup: tuple[str, ...] = ()  # `setup:` commands: run by `run --setup` and exported jobs
 
     def graph(self) -> dict[str, list[str]]:
         return {name: list(step.needs) for name, step in self.steps.items()}
@@ -134,7 +136,9 @@ def load_pipeline(target: str | Path | None = None, *, use_cache: bool = True) -
         return found
     raw = _resolve(path, ())
     pipeline = _build(raw, path)
-    if use_cache:
+    # The cache's entries do not carry `setup:` (pipeline_cache.pipeline_from_json builds the
+    # model field by field), so a pipeline with one is always read from its files.
+    if use_cache and not pipeline.setup:
         pipeline_cache.remember(path, raw.files, pipeline)
     return pipeline
 
@@ -298,6 +302,7 @@ def _build(raw: _Raw, path: Path) -> Pipeline:
         source=raw.label,
         base_dir=path.parent if not raw.label.startswith("template:") else Path.cwd(),
         description=values.get("description", ""),
+        setup=_strings(values.get("setup", ())),
     )
     check_graph(pipeline)
     return pipeline
@@ -314,7 +319,6 @@ def _step(name: str, spec: Mapping[str, Any], defaults: Mapping[str, Any], where
     retry_raw = spec.get("retry", defaults.get("retry"))
     if isinstance(defaults.get("retry"), dict) and isinstance(spec.get("retry"), dict):
         retry_raw = {**defaults["retry"], **spec["retry"]}
-    junit = spec.get("junit", ())
     return Step(
         name=name,
         run=spec.get("run"),
@@ -326,10 +330,16 @@ def _step(name: str, spec: Mapping[str, Any], defaults: Mapping[str, Any], where
         retry=Retry.parse(retry_raw),
         env={**defaults.get("env", {}), **spec.get("env", {})},
         cwd=spec.get("cwd"),
-        junit=(junit,) if isinstance(junit, str) else tuple(junit),
+        junit=_strings(spec.get("junit", ())),
+        artifacts=_strings(spec.get("artifacts", ())),
         description=spec.get("description", ""),
         location=where,
     )
+
+
+def _strings(value: str | Iterable[str]) -> tuple[str, ...]:
+    """A key that takes one string or a list of them."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def check_graph(pipeline: Pipeline) -> None:
@@ -397,6 +407,40 @@ def _only(step: Step, keep: set[str]) -> Step:
     needs = tuple(n for n in step.needs if n in keep)
     when = "always" if step.when == "failure" and needs != step.needs else step.when
     return replace(step, needs=needs, when=when)
+
+
+# --- the set-up ---
+
+SETUP_STEP = "set-up"
+
+
+def with_setup(pipeline: Pipeline) -> Pipeline:
+    """The pipeline with its `setup:` commands as a first step, `set-up`, that every step needs
+    (`run --setup`, and each job of an exported workflow): when it fails, the steps are skipped
+    with `dependency 'set-up' failed` and the run fails, naming the set-up, not a step."""
+    if not pipeline.setup:
+        return pipeline
+    if SETUP_STEP in pipeline.steps:
+        where = pipeline.steps[SETUP_STEP].location
+        raise ConfigError(
+            f"a step named {SETUP_STEP!r} would clash with the set-up; rename the step",
+            where,
+            f"steps.{SETUP_STEP}",
+        )
+    first = Step(
+        SETUP_STEP,
+        setup_script(pipeline.setup),
+        description="The pipeline's `setup:` commands.",
+        location=pipeline.source,
+    )
+    steps = {name: replace(s, needs=(SETUP_STEP, *s.needs)) for name, s in pipeline.steps.items()}
+    return replace(pipeline, steps={SETUP_STEP: first, **steps})
+
+
+def setup_script(commands: Iterable[str]) -> str:
+    """The set-up commands as one script that stops at the first one that fails."""
+    commands = list(commands)
+    return commands[0] if len(commands) == 1 else "\n".join(["set -e", *commands])
 
 
 # --- to a runner ---

@@ -399,6 +399,12 @@ RETRY = Either(
     ),
 )
 ENV = Map(EnvValue(), r"^[A-Za-z_][A-Za-z0-9_]*$", "an environment variable name")
+# A path or glob inside the repository: not absolute, not from the home folder, no `..`, one line.
+ARTIFACT = Str(
+    r"^(?![/~])(?![\s\S]*\n)(?!(?:.*/)?\.\.(?:/|$)).+$",
+    "a relative path or glob inside the repository (no leading / or ~, no ..)",
+)
+COMMANDS = Either(Str(quote_hint=True), List(Str(quote_hint=True)))
 STEP = Obj(
     {
         "run": Nullable(Str(quote_hint=True)),
@@ -411,9 +417,11 @@ STEP = Obj(
         "env": ENV,
         "cwd": Str(),
         "junit": Either(Str(), List(Str())),
+        "artifacts": Either(ARTIFACT, List(ARTIFACT)),
         "description": Str(),
     },
-    "a step mapping (run, needs, if, when, timeout, retry, env, cwd, junit, description)",
+    "a step mapping (run, needs, if, when, timeout, retry, env, cwd, junit, artifacts,"
+    " description)",
     plural="step mappings",
     docs={
         "run": "The shell command (bash -o pipefail). null: not configured, the step is skipped.",
@@ -426,6 +434,9 @@ STEP = Obj(
         "env": "Environment variables for this step.",
         "cwd": "Working directory, relative to the pipeline file.",
         "junit": "JUnit XML file(s) the step writes (glob patterns allowed).",
+        "artifacts": "Files the step makes for the steps after it (paths or globs). In an exported"
+        " workflow its job uploads them and the jobs after it download them to the same paths;"
+        " a local run shares one working tree and does nothing with them.",
         "description": "What the step is for.",
     },
 )
@@ -440,14 +451,18 @@ PIPELINE = Obj(
         "description": Str(),
         "extends": Str(),
         "defaults": DEFAULTS,
+        "setup": COMMANDS,
         "steps": Map(STEP, STEP_NAME, "a step name without control characters"),
     },
-    "a pipeline mapping (version, name, extends, defaults, steps)",
+    "a pipeline mapping (version, name, extends, defaults, setup, steps)",
     {
         "version": "The file format version: 1.",
         "name": "The pipeline's name in reports (default: the file name).",
         "extends": "A built-in template (ci_cd, code_review, data_pipeline) or a pipeline file.",
         "defaults": "Timeout, retry and env for every step.",
+        "setup": "Command(s) that prepare a fresh machine, such as `pip install -e .`: each job of"
+        " an exported workflow runs them before its step; `run --setup` runs them first as a step"
+        " `set-up`, and a plain `run` does not.",
         "steps": "The steps, by name.",
     },
 )

@@ -505,6 +505,25 @@ def build_wheelhouse(action: Path, cache: Path) -> Path:
     return dest
 
 
+def download_wheels(requirements: list[str], cache: Path) -> Path:
+    """Wheels for `requirements` (and what they need), downloaded once into
+    `cache`/wheels-KEY: more for PIP_FIND_LINKS, for workflows that install beyond the action."""
+    key = hashlib.sha256(f"{sys.implementation.cache_tag} {sysconfig.get_platform()}".encode())
+    key.update("\n".join(requirements).encode())
+    dest = cache / f"wheels-{key.hexdigest()[:16]}"
+    if dest.is_dir():
+        dest.touch()
+        return dest
+    partial = Path(tempfile.mkdtemp(prefix="partial-", dir=cache))
+    pip = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+    _pip([*pip, "-d", str(partial), *requirements])
+    try:
+        partial.rename(dest)
+    except OSError:  # another session got there first
+        shutil.rmtree(partial, ignore_errors=True)
+    return dest
+
+
 def build_requirements(pyproject: Path) -> list[str]:
     """`[build-system] requires`, read with a regular expression: tomllib is Python 3.11+."""
     table = re.search(r"^\[build-system\]$(.*?)(?=^\[|\Z)", pyproject.read_text(), re.M | re.S)

@@ -9,9 +9,17 @@ import jsonschema
 import pytest
 import yaml
 
-from ci_orchestrator.config import Overrides, apply_overrides, load_pipeline
+from ci_orchestrator.config import (
+    SETUP_STEP,
+    Overrides,
+    apply_overrides,
+    load_pipeline,
+    setup_script,
+    with_setup,
+)
 from ci_orchestrator.errors import ConfigError, UsageError
 from ci_orchestrator.schema import json_schema, yaml12_loader
+from tests.conftest import cli
 
 YAML12 = yaml12_loader(yaml.SafeLoader)
 
@@ -34,9 +42,12 @@ defaults:
   kill_grace: 2s
   retry: {attempts: 1}
   env: {PYTHONUNBUFFERED: "1", DEBUG: true, LEVEL: 3}
+setup:
+  - python -m pip install -e '.[dev]'
+  - npm ci
 steps:
   lint: {run: ruff check .}
-  build: {run: make, timeout: 90}
+  build: {run: make, timeout: 90, artifacts: [dist/*.whl, build/**, .coverage]}
   test:
     run: pytest -q
     needs: [build]
@@ -58,6 +69,9 @@ steps:
   placeholder: {run: null, description: not configured on purpose}
 """,
     "extends-template": "extends: ci_cd\nsteps:\n  lint: {run: ruff check .}\n",
+    "setup-and-artifacts-as-strings": (
+        "setup: make deps\nsteps:\n  a: {run: make, artifacts: out/app.tar.gz}\n"
+    ),
 }
 
 INVALID = {
@@ -127,6 +141,28 @@ INVALID = {
         "pipeline.yml:2: steps: expected a mapping of names to step mappings",
     ),
     "top-list": ("- a\n", "pipeline.yml:1: expected a pipeline mapping"),
+    "artifacts-absolute": (
+        "steps:\n  a: {run: x, artifacts: [/tmp/out]}\n",
+        "pipeline.yml:2: steps.a.artifacts.0: expected a relative path or glob inside the"
+        ' repository (no leading / or ~, no ..), got "/tmp/out"',
+    ),
+    "artifacts-outside": (
+        "steps:\n  a: {run: x, artifacts: dist/../../secrets}\n",
+        "steps.a.artifacts: expected a relative path or glob inside the repository",
+    ),
+    "artifacts-home": (
+        "steps:\n  a: {run: x, artifacts: ~/.cache}\n",
+        "steps.a.artifacts: expected a relative path or glob inside the repository",
+    ),
+    "setup-number": (
+        "setup: 42\nsteps:\n  a: {run: x}\n",
+        "pipeline.yml:1: setup: expected a string, got 42 (a number); YAML read it as a number,"
+        " quote it",
+    ),
+    "setup-mapping": (
+        "setup: {run: x}\nsteps:\n  a: {run: x}\n",
+        "pipeline.yml:1: setup: expected a list of strings, got a mapping",
+    ),
     "needs-repeated": (
         "steps:\n  a: {run: x}\n  b: {run: x, needs: [a, a]}\n",
         "steps.b.needs: expected each entry once",
@@ -318,3 +354,68 @@ def test_the_cache_serves_unchanged_files_and_notices_every_change(write: Write)
     write("pipeline.yml", "extends: base.yml\nsteps:\n  b: {run: true}\n")
     with pytest.raises(ConfigError, match="quote it"):
         load_pipeline(child)  # a broken file is never served from the cache
+
+
+# --- setup: and artifacts: ---
+
+
+def test_setup_and_artifacts_load(write: Write) -> None:
+    pipeline = load_pipeline(write("pipeline.yml", VALID["full"]))
+    assert pipeline.setup == ("python -m pip install -e '.[dev]'", "npm ci")
+    assert pipeline.steps["build"].artifacts == ("dist/*.whl", "build/**", ".coverage")
+    assert pipeline.steps["lint"].artifacts == ()
+    short = load_pipeline(write("short.yml", VALID["setup-and-artifacts-as-strings"]))
+    assert (short.setup, short.steps["a"].artifacts) == (("make deps",), ("out/app.tar.gz",))
+    child = write("child.yml", "extends: pipeline.yml\nsetup: make\nsteps: {}\n")
+    assert load_pipeline(child).setup == ("make",)  # the file's own setup: wins
+
+
+def test_a_pipeline_with_setup_is_read_from_its_file_every_time(write: Write) -> None:
+    """The pipeline cache does not carry `setup:`; such a pipeline is never cached."""
+    Path(".ci-orchestrator").mkdir()
+    path = write("pipeline.yml", VALID["full"])
+    assert load_pipeline(path).setup
+    assert load_pipeline(path).setup  # not lost to the cache
+
+
+def test_with_setup_puts_a_step_before_every_step(write: Write) -> None:
+    pipeline = load_pipeline(write("pipeline.yml", VALID["full"]))
+    ready = with_setup(pipeline)
+    assert next(iter(ready.steps)) == SETUP_STEP
+    assert ready.steps[SETUP_STEP].run == "set -e\npython -m pip install -e '.[dev]'\nnpm ci"
+    assert all(s.needs[0] == SETUP_STEP for n, s in ready.steps.items() if n != SETUP_STEP)
+    assert ready.steps["test"].needs == (SETUP_STEP, "build")
+    assert setup_script(["make deps"]) == "make deps"
+    plain = load_pipeline(write("plain.yml", VALID["minimal"]))
+    assert with_setup(plain) is plain
+
+
+def test_a_step_named_like_the_setup_is_refused_with_setup(write: Write) -> None:
+    path = write("pipeline.yml", "setup: make\nsteps:\n  set-up: {run: x}\n")
+    pipeline = load_pipeline(path)  # fine without --setup
+    with pytest.raises(ConfigError, match=r"pipeline.yml:3: steps.set-up: a step named 'set-up'"):
+        with_setup(pipeline)
+
+
+def test_run_leaves_the_setup_to_you_unless_asked(write: Write, tmp_path: Path) -> None:
+    write(
+        "pipeline.yml",
+        """
+        setup: [echo one > setup.log, echo two >> setup.log]
+        steps:
+          build: {run: cat setup.log 2>/dev/null || echo no setup}
+        """,
+    )
+    plan = cli("run", "pipeline.yml", "--dry-run", cwd=tmp_path).stdout
+    assert "set-up not run (--setup runs it first): $ echo one > setup.log && $ echo two" in plan
+    assert "1. build" in plan
+    plan = cli("run", "pipeline.yml", "--dry-run", "--setup", cwd=tmp_path).stdout
+    assert "not run" not in plan
+    assert "1. set-up  $ echo one > setup.log && $ echo two >> setup.log" in plan
+    assert "2. build   $ cat setup.log" in plan
+    plain = cli("run", "pipeline.yml", "--no-journal", "-v", cwd=tmp_path)
+    assert plain.returncode == 0
+    assert "no setup" in plain.stdout
+    asked = cli("run", "pipeline.yml", "--no-journal", "-v", "--setup", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stdout
+    assert "one\ntwo" in asked.stdout

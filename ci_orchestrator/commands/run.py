@@ -13,7 +13,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ci_orchestrator.config import Overrides, Pipeline, apply_overrides, build_runner, load_pipeline
+from ci_orchestrator.config import (
+    SETUP_STEP,
+    Overrides,
+    Pipeline,
+    apply_overrides,
+    build_runner,
+    load_pipeline,
+    setup_script,
+    with_setup,
+)
 from ci_orchestrator.errors import ExitCode, UsageError
 from ci_orchestrator.github.actions import (
     append_summary,
@@ -47,6 +56,13 @@ class RunOptions:
     rerun_failed: bool = False
     junit: Path | None = None
     run_id: str | None = None  # --run-id: several jobs recording parts of one run
+    setup: bool = False  # --setup: the pipeline's `setup:` commands first, as a step
+
+
+# Set by the jobs of an exported workflow (github/export.py, NEEDS_ENV): GitHub's `needs` context,
+# whose outputs carry the CIO_* values of the jobs before. Named here so that `run` imports the
+# exporter (and PyYAML) only in such a job.
+NEEDS_ENV = "CI_ORCHESTRATOR_NEEDS"
 
 
 def run(
@@ -64,6 +80,12 @@ def run(
         if message:
             out.write(message + "\n")
             return ExitCode.OK
+    if options.setup:
+        pipeline = with_setup(pipeline)
+    if NEEDS_ENV in env:
+        from ci_orchestrator.github.export import values_from_needs
+
+        env.update(values_from_needs(env[NEEDS_ENV]))
     if options.dry_run:
         out.write(format_plan(pipeline, options))
         return ExitCode.OK
@@ -143,13 +165,17 @@ def make_runner(
     on_mask = reporter.add_mask if github else None
     observers: list[RunObserver] = [reporter]
     weights: dict[str, float] = {}
+    tree = None
     if journal is not None:
+        from ci_orchestrator.fingerprint import TreeReader
+
+        tree = TreeReader()  # git reads the tree while the runner is prepared
         journal.context = context
         if mask is not None:
             journal.mask = mask
         observers.append(journal)
         weights = journal.store.recent_medians(pipeline.name, pipeline.steps)
-    return build_runner(
+    runner = build_runner(
         pipeline,
         jobs=options.jobs,
         fail_fast=not options.keep_going,
@@ -161,6 +187,9 @@ def make_runner(
         on_mask=on_mask,
         run_id=options.run_id,
     )
+    if journal is not None and tree is not None:
+        journal.tree = tree.result()  # before any step can change the working tree
+    return runner
 
 
 def finish(
@@ -181,7 +210,12 @@ def finish(
 
         write_junit(record, options.junit)
     if in_actions(env):
-        set_outputs(action_outputs(result, options), env)
+        outputs = action_outputs(result, options)
+        if NEEDS_ENV in env:  # the values the jobs after this one get (github/export.py)
+            from ci_orchestrator.github.export import values_output
+
+            outputs["values"] = values_output(env[NEEDS_ENV], result, masker)
+        set_outputs(outputs, env)
         append_summary(masker(job_summary(record, journal, env, masker)), env)
     for warning in masker.warnings():
         line = command("warning", warning) if in_actions(env) else f"warning: {warning}"
@@ -258,6 +292,8 @@ def format_plan(pipeline: Pipeline, options: RunOptions) -> str:
     order = start_order(pipeline.graph())
     width = max(len(name) for name in order)
     lines = [f"{pipeline.name}: {len(order)} steps, up to {jobs} at once ({pipeline.source})"]
+    if pipeline.setup and SETUP_STEP not in pipeline.steps:
+        lines.append(f"  set-up not run (--setup runs it first): {_first_lines(pipeline.setup)}")
     for index, name in enumerate(order, 1):
         lines.append(f"{index:>3}. {name:<{width}}  {_plan_note(pipeline, name)}".rstrip())
     return "\n".join(lines) + "\n"
@@ -275,10 +311,16 @@ def start_order(dag: dict[str, list[str]]) -> list[str]:
     return order
 
 
+def _first_lines(commands: tuple[str, ...]) -> str:
+    return " && ".join(f"$ {c.strip().splitlines()[0] if c.strip() else c}" for c in commands)
+
+
 def _plan_note(pipeline: Pipeline, name: str) -> str:
     step = pipeline.steps[name]
     if step.skip_reason or step.run is None:
         return f"skip ({step.skip_reason or 'not configured'})"
+    if name == SETUP_STEP and step.run == setup_script(pipeline.setup):
+        return _first_lines(pipeline.setup)
     parts = [f"$ {step.run.strip().splitlines()[0] if step.run.strip() else step.run}"]
     if step.needs:
         parts.append(f"after {', '.join(step.needs)}")
