@@ -136,9 +136,7 @@ def load_pipeline(target: str | Path | None = None, *, use_cache: bool = True) -
         return found
     raw = _resolve(path, ())
     pipeline = _build(raw, path)
-    # The cache's entries do not carry `setup:` (pipeline_cache.pipeline_from_json builds the
-    # model field by field), so a pipeline with one is always read from its files.
-    if use_cache and not pipeline.setup:
+    if use_cache:
         pipeline_cache.remember(path, raw.files, pipeline)
     return pipeline
 

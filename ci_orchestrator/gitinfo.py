@@ -25,6 +25,7 @@ class RunContext:
     pr_number: int | None = None
     trigger: str = "local"  # local | ci | pre-push
     ref: str | None = None  # refs/heads/main; refs/pull/12/merge for a pull request
+    url: str | None = None  # the GitHub Actions run (attempt) this runs in
 
     @property
     def event_name(self) -> str:
@@ -122,7 +123,23 @@ def _from_github(env: Mapping[str, str]) -> RunContext:
         pr_number=pr_number_from_event(event, payload),
         trigger="ci",
         ref=env.get("GITHUB_REF") or None,
+        url=actions_run_url(env),
     )
+
+
+def actions_run_url(env: Mapping[str, str]) -> str | None:
+    """The page of this GitHub Actions run at this attempt (where its logs are), or None.
+    `CI_ORCHESTRATOR_JOB_ID`, a job's numeric id, makes it the job's page."""
+    server, repo, run_id = (
+        env.get(n, "") for n in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    if env.get("GITHUB_ACTIONS") != "true" or not (server and repo and run_id.isdigit()):
+        return None
+    url = f"{server.rstrip('/')}/{repo}/actions/runs/{run_id}"
+    job, attempt = env.get("CI_ORCHESTRATOR_JOB_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "")
+    if job.isdigit():
+        return f"{url}/job/{job}"
+    return f"{url}/attempts/{attempt}" if attempt.isdigit() else url
 
 
 def _payload_default_branch(payload: Mapping[str, Any]) -> str | None:

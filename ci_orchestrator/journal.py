@@ -294,10 +294,10 @@ class JournalStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (id, pipeline, status, started_at, git_sha, branch, event,"
-                " pr_number, trigger, host, pid, pid_started)"
-                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " pr_number, trigger, host, pid, pid_started, details)"
+                " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.id, run.pipeline, run.started_at, run.git_sha, run.branch, run.event,
-                 run.pr_number, run.trigger, host, pid, pid_started),
+                 run.pr_number, run.trigger, host, pid, pid_started, _details(run)),
             )  # fmt: skip
             _insert_tree(db, run)
 
@@ -531,7 +531,22 @@ def _run(row: sqlite3.Row, steps: list[StepRecord], tree: TreeState | None = Non
         steps=tuple(steps),
         tree=tree.tree if tree else None,
         dirty=tree.dirty if tree else None,
+        # `in row` would look at the values: a sqlite3.Row's names are its keys().
+        url=_url(row["details"] if "details" in row.keys() else None),  # noqa: SIM118
     )
+
+
+def _details(run: RunRecord) -> str:
+    """The `details` column: what a run knows beyond the columns (its Actions run's page)."""
+    return json.dumps({"url": run.url}) if run.url else "{}"
+
+
+def _url(details: str | None) -> str | None:
+    try:
+        url = json.loads(details or "{}").get("url")
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 # --- the public API ---
@@ -598,7 +613,7 @@ class WorkflowJournal(RunObserver):
             run.run_id, run.pipeline, "running", run.started_at,
             git_sha=ctx.sha if ctx else None, branch=ctx.branch if ctx else None,
             event=ctx.event if ctx else None, pr_number=ctx.pr_number if ctx else None,
-            trigger=ctx.trigger if ctx else "local",
+            trigger=ctx.trigger if ctx else "local", url=ctx.url if ctx else None,
         )  # fmt: skip
         if self.tree is not None:
             record = record._replace(tree=self.tree.tree, dirty=self.tree.dirty)
@@ -916,9 +931,10 @@ def _merge_steps(db: sqlite3.Connection, run: RunRecord) -> bool:
 def _insert_run(db: sqlite3.Connection, run: RunRecord, source: str) -> None:
     db.execute(
         "INSERT INTO runs (id, pipeline, status, started_at, finished_at, duration_ms, git_sha,"
-        " branch, event, pr_number, trigger, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " branch, event, pr_number, trigger, source, details)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run.id, run.pipeline, run.status, run.started_at, run.finished_at, run.duration_ms,
-         run.git_sha, run.branch, run.event, run.pr_number, run.trigger, source),
+         run.git_sha, run.branch, run.event, run.pr_number, run.trigger, source, _details(run)),
     )  # fmt: skip
     _insert_tree(db, run)
     for position, step in enumerate(run.steps):
@@ -961,4 +977,5 @@ def run_record(
         pr_number=context.pr_number if context else None,
         trigger=context.trigger if context else "local",
         steps=tuple(step_record(step, mask) for step in result.steps.values()),
+        url=context.url if context else None,
     )

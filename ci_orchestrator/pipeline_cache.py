@@ -100,4 +100,5 @@ def pipeline_from_json(data: dict[str, Any]) -> Pipeline:
         source=data["source"],
         base_dir=Path(data["base_dir"]),
         description=data["description"],
+        setup=tuple(data.get("setup", ())),
     )

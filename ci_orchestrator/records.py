@@ -82,6 +82,7 @@ class RunRecord(NamedTuple):
     steps: tuple[StepRecord, ...] = ()
     tree: str | None = None  # the tracked tree it ran on (HEAD's tree id when clean); None: unknown
     dirty: bool | None = None  # tracked files differed from HEAD (then it is never flaky evidence)
+    url: str | None = None  # where its logs are: the GitHub Actions run (attempt) that ran it
 
     def step(self, name: str) -> StepRecord:
         return next(s for s in self.steps if s.name == name)

@@ -383,11 +383,6 @@ def test_the_nightly_report_publishes_step_and_test_history_of_main(
     assert "## ❌ shop health: failed" in job.summary  # the same report, in the job summary
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the report links failures to the run that renders it (GITHUB_RUN_ID), not to the run"
-    " that had them: the journal does not record a run's Actions run",
-)
 def test_the_nightly_report_links_failures_to_the_run_that_had_them(nightly: ActResult) -> None:
     assert nightly.job("health").result == "success"
     summary = nightly.job("health").summary

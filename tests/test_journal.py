@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -407,3 +408,28 @@ def test_a_first_version_journal_is_migrated_and_its_runs_have_no_tree(tmp_path:
     assert (again.tree, again.dirty) == ("t", False)
     assert prune(store, 3.0) == 2
     assert store.query("SELECT count(*) FROM run_trees")[0][0] == 0  # went with its run
+
+
+def test_a_run_remembers_the_actions_run_that_ran_it(tmp_path: Path) -> None:
+    from ci_orchestrator.gitinfo import detect
+
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "octo/shop",
+        "GITHUB_RUN_ID": "7003",
+        "GITHUB_RUN_ATTEMPT": "2",
+    }
+    journal = WorkflowJournal(tmp_path / "journal.db", context=detect(env))
+    runner = WorkflowRunner("shop", observers=[journal], state_dir=tmp_path)
+    runner.add_step("test", "true")
+    run_id = runner.run().workflow_id
+    url = "https://github.com/octo/shop/actions/runs/7003/attempts/2"
+    assert journal.store.load_run(run_id).url == url  # type: ignore[union-attr]
+    exported = io.StringIO()
+    export_runs(journal.store, exported)
+    other = JournalStore(tmp_path / "other.db")
+    import_runs(other, [run_from_json(json.loads(exported.getvalue()))])
+    assert other.load_run(run_id).url == url  # type: ignore[union-attr]
+    journal.close()
+    other.close()

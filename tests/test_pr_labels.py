@@ -31,6 +31,7 @@ ACTIONS = {
     "GITHUB_RUN_ID": "9876543210",
     "GITHUB_RUN_ATTEMPT": "2",
     "GITHUB_BASE_REF": "main",
+    "GITHUB_SHA": PR_SHA,  # the comment job's commit: the run it reports, recorded without a URL
 }
 MARKER = "<!-- ci-orchestrator:comment pipeline=shop -->"
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from ci_orchestrator.analytics import Scope, WorkflowAnalytics
 from ci_orchestrator.durations import parse_duration
 from ci_orchestrator.errors import ExitCode, UsageError
-from ci_orchestrator.gitinfo import detect
+from ci_orchestrator.gitinfo import actions_run_url, detect
 from ci_orchestrator.journal import (
     JournalStore,
     export_runs,
@@ -73,7 +73,7 @@ def build_report(
     if run is None:
         return WorkflowAnalytics(store, scope).health_report(title)
     health = WorkflowAnalytics(store, scope).health_report(title, run, base=base_branch(run, env))
-    return health._replace(links=actions_links(env))
+    return health._replace(links=actions_links(run, env))
 
 
 def base_branch(run: RunRecord, env: Mapping[str, str]) -> str | None:
@@ -86,20 +86,15 @@ def base_branch(run: RunRecord, env: Mapping[str, str]) -> str | None:
     return None if run.pr_number is None and run.branch == base else base
 
 
-ACTIONS_RUN = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-
-
-def actions_links(env: Mapping[str, str]) -> RunLinks | None:
-    """In GitHub Actions, where the logs are: the run's page at this attempt, or the job's when
-    CI_ORCHESTRATOR_JOB_ID gives its numeric id (a composite action is not told it)."""
-    server, repo, run_id = (env.get(name, "") for name in ACTIONS_RUN)
-    if env.get("GITHUB_ACTIONS") != "true" or not (server and repo and run_id.isdigit()):
-        return None
-    url = f"{server.rstrip('/')}/{repo}/actions/runs/{run_id}"
-    job, attempt = env.get("CI_ORCHESTRATOR_JOB_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "")
-    if job.isdigit():
-        return RunLinks(f"{url}/job/{job}")
-    return RunLinks(f"{url}/attempts/{attempt}" if attempt.isdigit() else url)
+def actions_links(run: RunRecord, env: Mapping[str, str]) -> RunLinks | None:
+    """Where `run`'s logs are on GitHub: the Actions run it recorded; for a run recorded without
+    one (an older journal), this Actions run's page when it is a CI run of this same commit."""
+    if run.url:
+        return RunLinks(run.url)
+    url = actions_run_url(env)
+    if url and run.trigger == "ci" and run.git_sha and run.git_sha == env.get("GITHUB_SHA"):
+        return RunLinks(url)
+    return None
 
 
 def _pick_run(store: JournalStore, options: ReportOptions) -> RunRecord | None:

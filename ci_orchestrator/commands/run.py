@@ -256,7 +256,7 @@ def job_summary(
     title = f"{record.pipeline} health"
     analytics = WorkflowAnalytics(store, Scope(pipeline=record.pipeline))
     health = analytics.health_report(title, record, base=base_branch(record, env))
-    health = health._replace(links=actions_links(env))
+    health = health._replace(links=actions_links(record, env))
     if masker:
         health = mask_record(health, masker)
     return render_markdown(health, budget=summary_room(env))
