@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ci_orchestrator import graph
-from ci_orchestrator.errors import ConfigError, CycleError, UsageError, WorkflowError
+from ci_orchestrator.errors import (
+    ConfigError,
+    ConfigErrors,
+    CycleError,
+    UsageError,
+    WorkflowError,
+)
 from ci_orchestrator.retry import ExitFailure, RetryPolicy, StepTimeout
 
 if TYPE_CHECKING:
@@ -85,6 +91,8 @@ class Step:
     description: str = ""
     location: str = ""  # file:line of the step's definition
     skip_reason: str | None = None
+    need_locations: tuple[str, ...] = ()  # file:line of each entry of `needs`
+    typo_of: str | None = None  # a step `extends` adds, likely meant as this step of the base
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class _Raw:
     where: dict[str, str] = field(default_factory=dict)  # step name -> file:line
     extended: bool = False
     files: list[Path] = field(default_factory=list)  # this file and every file it extends
+    typos: dict[str, str] = field(default_factory=dict)  # added step -> the base step it is like
 
 
 def _label(path: Path) -> str:
@@ -216,14 +225,24 @@ def _check(path: Path) -> _Raw:
 
     label = _label(path)
     node = read_yaml(path, label)
-    ctx = schema.Context(label)
+    ctx = schema.Context(label, errors=[])
     values = schema.PIPELINE.check(node, ctx)
+    if ctx.errors:
+        raise _every(ctx.errors)
     where = {
         key[1]: f"{label}:{line}"
         for key, line in ctx.lines.items()
         if len(key) == 2 and key[0] == "steps"
     }
+    for key, line in ctx.lines.items():
+        if len(key) == 4 and key[0] == "steps" and key[2] == "needs":
+            where[f"{key[1]}\0needs\0{key[3]}"] = f"{label}:{line}"
     return _Raw(label, values, ctx.lines, where, files=[path])
+
+
+def _every(errors: list[ConfigError]) -> ConfigError:
+    """One error as itself; several as one error that shows each on its line."""
+    return errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
 
 def _resolve(path: Path, chain: tuple[Path, ...]) -> _Raw:
@@ -258,13 +277,17 @@ def _extends_path(parent: str, path: Path, raw: _Raw) -> Path:
 
 
 def _require_run(raw: _Raw) -> None:
-    for name, step in raw.values.get("steps", {}).items():
-        if "run" not in step:
-            raise ConfigError(
-                "missing key 'run' (write `run: null` to leave a step not configured)",
-                raw.where[name],
-                f"steps.{name}",
-            )
+    errors = [
+        ConfigError(
+            "missing key 'run' (write `run: null` to leave a step not configured)",
+            raw.where[name],
+            f"steps.{name}",
+        )
+        for name, step in raw.values.get("steps", {}).items()
+        if "run" not in step
+    ]
+    if errors:
+        raise _every(errors)
 
 
 def _merge(base: _Raw, child: _Raw) -> _Raw:
@@ -278,7 +301,23 @@ def _merge(base: _Raw, child: _Raw) -> _Raw:
         steps[name] = {**steps.get(name, {}), **step, "env": _env(steps.get(name, {}), step)}
     values["steps"] = steps
     where = {**base.where, **child.where}
-    return _Raw(child.label, values, child.lines, where, True, [*child.files, *base.files])
+    typos = {**base.typos, **_typos(base, child)}
+    return _Raw(child.label, values, child.lines, where, True, [*child.files, *base.files], typos)
+
+
+def _typos(base: _Raw, child: _Raw) -> dict[str, str]:
+    """Steps the child adds whose name is close to a base step it leaves alone (`tset`)."""
+    import difflib
+
+    base_steps = base.values.get("steps", {})
+    child_steps = child.values.get("steps", {})
+    untouched = [name for name in base_steps if name not in child_steps]
+    typos = {}
+    for name in child_steps:
+        match = difflib.get_close_matches(name, untouched, n=1, cutoff=0.6)
+        if name not in base_steps and match:
+            typos[name] = match[0]
+    return typos
 
 
 def _env(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, str]:
@@ -291,7 +330,11 @@ def _build(raw: _Raw, path: Path) -> Pipeline:
         raise ConfigError("expected at least one step under `steps`", f"{raw.label}:1", "steps")
     defaults = values.get("defaults", {})
     steps = {
-        name: _step(name, spec, defaults, raw.where.get(name, raw.label))
+        name: replace(
+            _step(name, spec, defaults, raw.where.get(name, raw.label)),
+            need_locations=_need_locations(raw, name, spec),
+            typo_of=raw.typos.get(name),
+        )
         for name, spec in values["steps"].items()
     }
     pipeline = Pipeline(
@@ -304,6 +347,13 @@ def _build(raw: _Raw, path: Path) -> Pipeline:
     )
     check_graph(pipeline)
     return pipeline
+
+
+def _need_locations(raw: _Raw, name: str, spec: Mapping[str, Any]) -> tuple[str, ...]:
+    step_at = raw.where.get(name, raw.label)
+    return tuple(
+        raw.where.get(f"{name}\0needs\0{i}", step_at) for i in range(len(spec.get("needs", ())))
+    )
 
 
 def _default_name(path: Path, label: str) -> str:
@@ -341,14 +391,22 @@ def _strings(value: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def check_graph(pipeline: Pipeline) -> None:
-    """Unknown needs and cycles as configuration errors that point at the step."""
+    """Unknown needs (each, at its line) and cycles as configuration errors."""
+    errors = []
     for name, step in pipeline.steps.items():
-        for need in step.needs:
+        for index, need in enumerate(step.needs):
             if need not in pipeline.steps:
                 hint = graph.closest(need, pipeline.steps)
-                raise ConfigError(
-                    f"{need!r} is not a step{hint}", step.location, f"steps.{name}.needs"
+                where = step.need_locations[index] if index < len(step.need_locations) else ""
+                errors.append(
+                    ConfigError(
+                        f"{need!r} is not a step{hint}",
+                        where or step.location,
+                        f"steps.{name}.needs",
+                    )
                 )
+    if errors:
+        raise _every(errors)
     try:
         graph.validate(pipeline.graph())
     except CycleError as exc:
@@ -370,6 +428,7 @@ class Overrides:
     skip_env: Iterable[str] = ()  # SKIP=a,b (unknown names ignored: pre-commit shares it)
     only: Iterable[str] = ()  # --only STEP
     with_deps: bool = True  # False with --no-deps
+    junit: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # --junit STEP=GLOB
 
 
 def parse_assignment(text: str, option: str = "--set") -> tuple[str, str]:
@@ -379,12 +438,43 @@ def parse_assignment(text: str, option: str = "--set") -> tuple[str, str]:
     return name.strip(), command
 
 
+def split_junit(
+    values: Iterable[str], steps: Iterable[str]
+) -> tuple[Path | None, dict[str, tuple[str, ...]]]:
+    """`--junit` values: STEP=GLOB (the step's JUnit files, as `junit:` names them) or the FILE
+    to write the run's JUnit XML to. A value is STEP=GLOB when the part before `=` is a step, or
+    a name without `/` (then a misspelt step: an error that suggests one)."""
+    steps = list(steps)
+    out: Path | None = None
+    globs: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        name, sep, glob = value.partition("=")
+        if sep and (name in steps or "/" not in name):
+            if name not in steps:
+                hint = graph.closest(name, steps)
+                raise UsageError(
+                    f"--junit: no step named {name!r}{hint}; for a FILE to write, write ./{value}"
+                )
+            if not glob:
+                raise UsageError(f"--junit: expected STEP=GLOB, got {value!r}")
+            globs[name] = (*globs.get(name, ()), glob)
+        elif out is not None:
+            raise UsageError(f"--junit: one FILE to write, got {str(out)!r} and {value!r}")
+        else:
+            out = Path(value)
+    return out, globs
+
+
 def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
     steps = dict(pipeline.steps)
     for name, command in overrides.commands.items():
         steps[name] = replace(pipeline.step(name, "--set"), run=command or None)
+    for name, globs in overrides.junit.items():
+        pipeline.step(name, "--junit")
+        steps[name] = replace(steps[name], junit=globs)
     for name in overrides.skip:
-        steps[name] = replace(pipeline.step(name, "--skip"), skip_reason="skipped by --skip")
+        pipeline.step(name, "--skip")
+        steps[name] = replace(steps[name], skip_reason="skipped by --skip")
     for name in overrides.skip_env:
         if name in steps:
             steps[name] = replace(steps[name], skip_reason="skipped by SKIP")
@@ -397,6 +487,33 @@ def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
         )
         steps = {name: _only(step, keep) for name, step in steps.items() if name in keep}
     return replace(pipeline, steps=steps)
+
+
+def typo_warnings(pipeline: Pipeline) -> list[str]:
+    """Steps a file adds under `extends` that look like a misspelt step of what it extends."""
+    out = []
+    for name, step in pipeline.steps.items():
+        if step.typo_of is None or step.typo_of not in pipeline.steps:
+            continue
+        left = pipeline.steps[step.typo_of].run is None
+        effect = f" ({step.typo_of!r} stays not configured)" if left else ""
+        out.append(
+            f"{step.location}: steps.{name}: adds a step that the pipeline it extends does not"
+            f" have; did you mean {step.typo_of!r}?{effect}"
+        )
+    return out
+
+
+def unknown_skip_env(pipeline: Pipeline, names: Iterable[str]) -> str | None:
+    """One warning for the names in SKIP that are no step (kept: pre-commit reads SKIP too)."""
+    unknown = [name for name in dict.fromkeys(names) if name not in pipeline.steps]
+    if not unknown:
+        return None
+    shown = ", ".join(f"{n!r}{graph.closest(n, pipeline.steps)}" for n in unknown)
+    return (
+        f"SKIP: no step named {shown} in {pipeline.source}; ignored here"
+        " (other tools that read SKIP, such as pre-commit, may use it)"
+    )
 
 
 def _only(step: Step, keep: set[str]) -> Step:

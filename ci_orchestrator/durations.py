@@ -10,6 +10,9 @@ _PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
 # One regex for the loader and the JSON Schema: digits with units, at least one non-zero digit.
 DURATION_PATTERN = rf"^(?=.*[1-9])(?:\d+(?:\.\d+)?|(?:{_PART})+)$"
 _DURATION = re.compile(DURATION_PATTERN)
+# A zero duration written any way (`0`, `0s`, `0.0`, `0m0s`): valid where waiting is optional.
+ZERO_PATTERN = r"^(?:0+(?:\.0+)?|(?:0+(?:\.0+)?(?:ms|s|m|h|d))+)$"
+_ZERO = re.compile(ZERO_PATTERN)
 _PARTS = re.compile(_PART)
 
 
@@ -27,6 +30,15 @@ def parse_duration(value: str | float) -> float | None:
     return sum(float(num) * _UNITS[unit] for num, unit in _PARTS.findall(text))
 
 
+def is_zero_duration(value: str | float) -> bool:
+    """Whether `value` is a duration of nothing: 0, 0.0, "0", "0s", "0m0s"."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return value == 0
+    return bool(_ZERO.match(value.strip()))
+
+
 def median(values: Iterable[float]) -> float:
     """The median (without `statistics`, which costs start-up to import)."""
     ordered = sorted(values)
@@ -37,13 +49,13 @@ def median(values: Iterable[float]) -> float:
 
 
 def format_seconds(seconds: float) -> str:
-    """Short human duration: 850ms, 4.2s, 3m05s, 1h02m."""
-    if seconds < 1:
+    """Short human duration: 850ms, 4.2s, 3m05s, 1h02m (rounded first: 999.6ms is 1s)."""
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s".replace(".0s", "s")
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
+    hours, minutes = divmod(round(seconds / 60), 60)
     return f"{hours}h{minutes:02d}m"

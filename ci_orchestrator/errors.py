@@ -48,6 +48,28 @@ class ConfigError(CIOrchestratorError):
         return self.format_message()
 
 
+class ConfigErrors(ConfigError):
+    """Every mistake found in one file (up to `LIMIT`), one line each, in the order of the file."""
+
+    LIMIT = 20
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, first.location, first.key)
+        self.errors = errors
+
+    def format_message(self) -> str:
+        lines = [e.format_message() for e in self.errors[: self.LIMIT]]
+        if len(self.errors) > self.LIMIT:
+            lines.append(f"... and {len(self.errors) - self.LIMIT} more errors")
+        if len(self.errors) > 1:
+            lines.append(f"{len(self.errors)} errors in {self.location_file()}")
+        return "\nerror: ".join(lines)
+
+    def location_file(self) -> str:
+        return (self.location or "the file").rsplit(":", 1)[0]
+
+
 class UsageError(CIOrchestratorError):
     """The command line or the environment asks for something that cannot be done."""
 

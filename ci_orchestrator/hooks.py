@@ -2,7 +2,10 @@
 
 The hook reads the pushed range from git (one line per ref on stdin), exports it as
 `CI_ORCHESTRATOR_FROM_REF` / `CI_ORCHESTRATOR_TO_REF`, and runs the pipeline; a non-zero exit
-refuses the push. A hook that was there before is kept beside ours and runs first.
+refuses the push. It says which tree it tested: by default the working tree (fast, but files not
+committed count), with `--isolated` the pushed commit checked out in a temporary `git worktree`
+(removed after; the run is still recorded in the repository's journal). A hook that was there
+before is kept beside ours and runs first.
 """
 
 from __future__ import annotations
@@ -47,11 +50,46 @@ EOF
 [ "$pushed" = 1 ] || exit 0
 export CI_ORCHESTRATOR_FROM_REF="$from_ref" CI_ORCHESTRATOR_TO_REF="$to_ref"
 export CI_ORCHESTRATOR_TRIGGER=pre-push
+say() {{ printf 'ci-orchestrator pre-push: %s\\n' "$*" >&2; }}
+top=$(git rev-parse --show-toplevel) || exit 1
+short=$(git rev-parse --short "$to_ref")
+if [ {isolated} = 1 ]; then
+    # The pushed commit alone, in a temporary worktree; the run goes to this repository's journal.
+    tree=$(mktemp -d "${{TMPDIR:-/tmp}}/ci-orchestrator-push.XXXXXX") || exit 1
+    if ! git worktree add --quiet --detach "$tree" "$to_ref" >/dev/null; then
+        rmdir "$tree"
+        say "could not check out $short in a temporary worktree"
+        exit 1
+    fi
+    cleanup() {{
+        cd "$top" && git worktree remove --force "$tree" >/dev/null 2>&1
+        rm -rf "$tree"
+        git worktree prune
+    }}
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    export CI_ORCHESTRATOR_JOURNAL="${{CI_ORCHESTRATOR_JOURNAL:-$top/.ci-orchestrator/journal.db}}"
+    tested="the pushed commit $short (checked out in a temporary worktree)"
+    unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE
+    cd "$tree" || exit 1
+elif [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+    tested="the working tree $top, not only the pushed commit $short: it has uncommitted or"
+    tested="$tested untracked files (install-hook --isolated tests the commit alone)"
+else
+    tested="the working tree $top, clean at $(git rev-parse --short HEAD) (pushing $short)"
+fi
+say "testing $tested"
 python={python}
 if [ -x "$python" ]; then
-    exec "$python" -m ci_orchestrator run {args}</dev/null
+    "$python" -m ci_orchestrator run {args}</dev/null
+else
+    ci-orchestrator run {args}</dev/null
 fi
-exec ci-orchestrator run {args}</dev/null
+status=$?
+if [ "$status" != 0 ]; then
+    say "push refused: the pipeline failed on $tested; to push anyway: git push --no-verify"
+fi
+exit "$status"
 """
 
 
@@ -79,8 +117,11 @@ def hooks_dir(cwd: Path | None = None) -> Path:
     return Path(common) / "hooks"
 
 
-def install_hook(pipeline: str | None = None, cwd: Path | None = None) -> str:
-    """Write the pre-push hook; return what was done, for the user."""
+def install_hook(
+    pipeline: str | None = None, cwd: Path | None = None, *, isolated: bool = False
+) -> str:
+    """Write the pre-push hook; return what was done, for the user. `isolated`: the hook runs
+    the pipeline on the pushed commit in a temporary `git worktree`, not on the working tree."""
     hook = hooks_dir(cwd) / "pre-push"
     hook.parent.mkdir(parents=True, exist_ok=True)
     legacy = hook.with_name(hook.name + LEGACY_SUFFIX)
@@ -91,11 +132,18 @@ def install_hook(pipeline: str | None = None, cwd: Path | None = None) -> str:
     args = shlex.quote(pipeline) if pipeline else ""
     hook.write_text(
         HOOK.format(
-            marker=MARKER, legacy=LEGACY_SUFFIX, python=shlex.quote(sys.executable), args=args
+            marker=MARKER,
+            legacy=LEGACY_SUFFIX,
+            python=shlex.quote(sys.executable),
+            args=args,
+            isolated=int(isolated),
         )
     )
     hook.chmod(0o755)
-    return f"pre-push hook installed at {hook}{kept}"
+    tests = (
+        "the pushed commit, in a temporary worktree" if isolated else "the working tree as it is"
+    )
+    return f"pre-push hook installed at {hook}; it tests {tests}{kept}"
 
 
 def uninstall_hook(cwd: Path | None = None) -> str:

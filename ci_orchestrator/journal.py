@@ -173,10 +173,13 @@ class JournalStore:
         if read_only and not self.path.exists():
             raise JournalError(f"no journal at {self.label}: run a pipeline first, or --journal")
         try:
-            if not read_only and self.path.parent.name == STATE_DIR.name:
-                ensure_state_dir(self.path.parent)  # our folder: it ignores itself in git
-            elif not read_only:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            folder = self.path.parent
+            if not read_only and folder.name == STATE_DIR.name and folder.parent.is_dir():
+                ensure_state_dir(folder)  # our folder: it ignores itself in git
+            elif not read_only and not folder.is_dir():  # a typo must not make folders
+                raise JournalError(
+                    f"journal {self.label}: the folder {folder} does not exist; create it first"
+                )
             return self._open_waiting(read_only)
         except (sqlite3.Error, OSError) as exc:
             raise self._explain(exc) from None

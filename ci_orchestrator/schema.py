@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from ci_orchestrator.durations import DURATION_PATTERN, parse_duration
+from ci_orchestrator.__about__ import __version__
+from ci_orchestrator.durations import (
+    DURATION_PATTERN,
+    ZERO_PATTERN,
+    is_zero_duration,
+    parse_duration,
+)
 from ci_orchestrator.errors import ConfigError
 
 STR = "tag:yaml.org,2002:str"
@@ -36,9 +42,23 @@ class Context:
     file: str
     path: tuple[str, ...] = ()
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    errors: list[ConfigError] | None = None  # a list: collect every error instead of raising
 
     def at(self, key: str) -> Context:
-        return Context(self.file, (*self.path, key), self.lines)
+        return Context(self.file, (*self.path, key), self.lines, self.errors)
+
+    def report(self, error: ConfigError) -> None:
+        """Raise `error`, or keep it and go on when collecting every error of a file."""
+        if self.errors is None:
+            raise error
+        self.errors.append(error)
+
+    def checked(self, rule: Rule, node: yaml.Node, out: dict[str, Any], name: str) -> None:
+        """`out[name]`: the value `rule` makes of `node`, unless it is wrong (then reported)."""
+        try:
+            out[name] = rule.check(node, self.at(name))
+        except ConfigError as exc:
+            self.report(exc)
 
     def error(self, node: yaml.Node, message: str) -> ConfigError:
         key = ".".join(_shown(part) for part in self.path) or None
@@ -101,7 +121,9 @@ class Str(Rule):
                 )
             raise self.fail(node, ctx, hint)
         value = str(node.value)
-        if not value or (self.pattern and not re.search(self.pattern, value)):
+        if not value:
+            raise ctx.error(node, f"expected {self.expected}, got an empty string")
+        if self.pattern and not re.search(self.pattern, value):
             raise self.fail(node, ctx)
         return value
 
@@ -130,10 +152,11 @@ class Nullable(Rule):
 class Int(Rule):
     minimum: int = 0
     maximum: int | None = None
+    says: str = ""  # what is expected, in words, when the range alone would read oddly
 
     def __post_init__(self) -> None:
         top = f" and ≤ {self.maximum}" if self.maximum is not None else ""
-        self.expected = f"an integer ≥ {self.minimum}{top}"
+        self.expected = self.says or f"an integer ≥ {self.minimum}{top}"
 
     def check(self, node: yaml.Node, ctx: Context) -> int:
         if not _scalar(node, INT):
@@ -169,23 +192,39 @@ class Number(Rule):
         return {"type": "number", "minimum": self.minimum}
 
 
+@dataclass
 class Duration(Rule):
-    expected = "a positive duration like 90, 90s, 15m or 1h30m"
+    """A duration; `zero_ok` also takes 0 (`delay`), else `zero_hint` says why 0 is wrong."""
+
+    zero_ok: bool = False
+    zero_hint: str = ""
+
+    def __post_init__(self) -> None:
+        kind = "a duration (0 or more)" if self.zero_ok else "a positive duration"
+        self.expected = f"{kind} like 90, 90s, 15m or 1h30m"
 
     def check(self, node: yaml.Node, ctx: Context) -> float:
         value = _CONSTRUCTOR.construct_object(node) if _scalar(node, INT, FLOAT, STR) else None
-        seconds = parse_duration(value) if isinstance(value, (int, float, str)) else None
+        if not isinstance(value, (int, float, str)):
+            raise self.fail(node, ctx)
+        if is_zero_duration(value):
+            if self.zero_ok:
+                return 0.0
+            raise self.fail(node, ctx, f"; {self.zero_hint}" if self.zero_hint else "")
+        seconds = parse_duration(value)
         if seconds is None or not math.isfinite(seconds):
             raise self.fail(node, ctx)
         return seconds
 
     def schema(self) -> JSONSchema:
-        return {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": DURATION_PATTERN},
-            ]
+        number: JSONSchema = {
+            "type": "number",
+            "minimum" if self.zero_ok else "exclusiveMinimum": 0,
         }
+        strings: list[JSONSchema] = [{"type": "string", "pattern": DURATION_PATTERN}]
+        if self.zero_ok:
+            strings.append({"type": "string", "pattern": ZERO_PATTERN})
+        return {"anyOf": [number, *strings]}
 
 
 @dataclass
@@ -230,6 +269,9 @@ class List(Rule):
     def check(self, node: yaml.Node, ctx: Context) -> list[Any]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, ctx)
+        for i, item in enumerate(node.value):
+            item_path = (*ctx.path, str(i))
+            ctx.lines[item_path] = item.start_mark.line + 1
         values = [self.item.check(n, ctx.at(str(i))) for i, n in enumerate(node.value)]
         if self.unique and len(set(values)) != len(values):
             raise ctx.error(node, "expected each entry once, got a repeated entry")
@@ -287,14 +329,15 @@ class Map(Rule):
         self.expected = f"a mapping of names to {self.value.many()}"
 
     def check(self, node: yaml.Node, ctx: Context) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in _pairs(node, ctx, self):
             name = str(key.value)
             if self.key_pattern and not re.search(self.key_pattern, name):
-                raise ctx.at(name).error(key, f"expected {self.key_expected}, got {name!r}")
+                ctx.report(ctx.at(name).error(key, f"expected {self.key_expected}, got {name!r}"))
+                continue
             key_path = (*ctx.path, name)
             ctx.lines[key_path] = key.start_mark.line + 1
-            out[name] = self.value.check(value, ctx.at(name))
+            ctx.checked(self.value, value, out, name)
         return out
 
     def schema(self) -> JSONSchema:
@@ -317,15 +360,16 @@ class Obj(Rule):
         self.expected = self.description
 
     def check(self, node: yaml.Node, ctx: Context) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in _pairs(node, ctx, self):
             name = str(key.value)
             rule = self.fields.get(name)
             if rule is None:
-                raise ctx.at(name).error(key, self.unknown(name))
+                ctx.report(ctx.at(name).error(key, self.unknown(name)))
+                continue
             key_path = (*ctx.path, name)
             ctx.lines[key_path] = key.start_mark.line + 1
-            out[name] = rule.check(value, ctx.at(name))
+            ctx.checked(rule, value, out, name)
         return out
 
     def unknown(self, name: str) -> str:
@@ -373,13 +417,16 @@ def yaml12_loader(base: type[Any]) -> type[Any]:
 
 # --- the rules of a pipeline file ---
 
+TIMEOUT = Duration(
+    zero_hint="a zero timeout would stop the step at once; leave `timeout` out for no limit"
+)
 STEP_NAME = r"^[^\x00-\x1f\x7f]{1,100}$"
 RETRY = Either(
     Int(1),
     Obj(
         {
             "attempts": Int(1, 100),
-            "delay": Duration(),
+            "delay": Duration(zero_ok=True),
             "backoff": Number(1),
             "max_delay": Duration(),
             "jitter": Duration(),
@@ -411,7 +458,7 @@ STEP = Obj(
         "needs": List(Str(STEP_NAME), unique=True),
         "if": Str(),
         "when": Enum(("success", "failure", "always")),
-        "timeout": Duration(),
+        "timeout": TIMEOUT,
         "kill_grace": Duration(),
         "retry": RETRY,
         "env": ENV,
@@ -441,12 +488,14 @@ STEP = Obj(
     },
 )
 DEFAULTS = Obj(
-    {"timeout": Duration(), "kill_grace": Duration(), "retry": RETRY, "env": ENV},
+    {"timeout": TIMEOUT, "kill_grace": Duration(), "retry": RETRY, "env": ENV},
     "a defaults mapping (timeout, kill_grace, retry, env)",
 )
 PIPELINE = Obj(
     {
-        "version": Int(1, 1),
+        "version": Int(
+            1, 1, f"1 (the only file format version ci-orchestrator {__version__} reads)"
+        ),
         "name": Str(),
         "description": Str(),
         "extends": Str(),

@@ -423,7 +423,7 @@ def test_inputs_never_pass_through_a_shell(github_env: dict[str, str]) -> None:
     [
         ("INPUT_STEPS", "- lint\n- test"),
         ("INPUT_STEPS", "just a command"),
-        ("INPUT_STEPS", "lint: {run: x}"),
+        ("INPUT_STEPS", "lint: {command: x}"),
         ("INPUT_JOBS", "many"),
         ("INPUT_JOBS", "0"),
     ],

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
+from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.config import (
     SETUP_STEP,
     Overrides,
@@ -134,7 +135,8 @@ INVALID = {
     ),
     "version-2": (
         "version: 2\nsteps:\n  a: {run: x}\n",
-        "pipeline.yml:1: version: expected an integer ≥ 1 and ≤ 1, got 2 (a number)",
+        "pipeline.yml:1: version: expected 1 (the only file format version ci-orchestrator"
+        f" {__version__} reads), got 2 (a number)",
     ),
     "steps-list": (
         "steps:\n  - run: x\n",

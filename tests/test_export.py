@@ -635,7 +635,7 @@ def test_github_not_run_prints_a_journal_line(write: Write, tmp_path: Path) -> N
     ]
     (tmp_path / "not-run.jsonl").write_text(done.stdout)
     imported = cli("journal", "import", "not-run.jsonl", "--journal", "j.db", cwd=tmp_path)
-    assert "imported 1 new runs" in imported.stdout
+    assert "imported 1 new run," in imported.stdout
 
 
 def test_timeouts_cover_every_attempt_and_the_setup(write: Write) -> None:

@@ -195,10 +195,10 @@ def test_journal_commands_through_the_cli(write: Write) -> None:
     Path("runs.jsonl").write_text(exported.stdout)
     first = cli("journal", "import", "runs.jsonl", "--journal", "other.db")
     again = cli("journal", "merge", "runs.jsonl", "--journal", "other.db")
-    assert first.stdout == "imported 1 new runs, updated 0, 0 already present\n"
+    assert first.stdout == "imported 1 new run, updated 0, 0 already present\n"
     assert again.stdout == "imported 0 new runs, updated 0, 1 already present\n"
     info = cli("journal", "info", "--journal", "other.db")
-    assert "1 runs, 1 steps" in info.stdout
+    assert "1 run, 1 step" in info.stdout
     pruned = cli("journal", "prune", "--older-than", "90d", "--journal", "other.db")
     assert pruned.stdout == "removed 0 runs older than 90d\n"
     Path("bad.jsonl").write_text('{"format": "ci-orchestrator-run/1"}\nnot json\n')
@@ -319,7 +319,7 @@ def test_jobs_that_share_a_run_id_merge_into_one_run(write: Write) -> None:
         )
         Path(f"{step}.jsonl").write_text(cli("journal", "export", "--journal", f"{step}.db").stdout)
     merged = cli("journal", "import", "a.jsonl", "b.jsonl", "--journal", "all.db")
-    assert merged.stdout == "imported 1 new runs, updated 1, 0 already present\n"
+    assert merged.stdout == "imported 1 new run, updated 1, 0 already present\n"
     again = cli("journal", "import", "a.jsonl", "b.jsonl", "--journal", "all.db")
     assert again.stdout == "imported 0 new runs, updated 0, 2 already present\n"
     run = JournalStore(Path("all.db")).load_run("gh-7-1")

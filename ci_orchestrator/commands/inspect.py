@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TextIO
 
-from ci_orchestrator.config import load_pipeline
-from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.config import load_pipeline, typo_warnings
+from ci_orchestrator.errors import ConfigError, ExitCode, UsageError
 from ci_orchestrator.render import graph as render_graph
+from ci_orchestrator.render import plural
 from ci_orchestrator.schema import json_schema
 from ci_orchestrator.templates import load_template, template_names, template_text
 
 
-def validate(target: str | None, out: TextIO) -> int:
+def validate(target: str | None, out: TextIO, strict: bool = False) -> int:
+    """Check a pipeline file; likely typos are warnings, or errors with `strict`."""
     pipeline = load_pipeline(target, use_cache=False)
+    warnings = typo_warnings(pipeline)
+    if strict and warnings:
+        if len(warnings) == 1:
+            raise ConfigError(f"{warnings[0]} (an error with --strict)")
+        raise ConfigError("\nerror: ".join([*warnings, f"{len(warnings)} errors with --strict"]))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     configured = sum(1 for s in pipeline.steps.values() if s.run is not None)
+    steps = plural(len(pipeline.steps), "step")
     out.write(
-        f"{pipeline.source}: valid; pipeline {pipeline.name!r}, {len(pipeline.steps)} steps"
-        f" ({configured} configured)\n"
+        f"{pipeline.source}: valid; pipeline {pipeline.name!r}, {steps} ({configured} configured)\n"
     )
     return ExitCode.OK
 

@@ -8,12 +8,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ci_orchestrator.config import (
+    DEFAULT_FILE,
     SETUP_STEP,
     Overrides,
     Pipeline,
@@ -21,9 +22,12 @@ from ci_orchestrator.config import (
     build_runner,
     load_pipeline,
     setup_script,
+    split_junit,
+    typo_warnings,
+    unknown_skip_env,
     with_setup,
 )
-from ci_orchestrator.errors import ExitCode, UsageError
+from ci_orchestrator.errors import ConfigError, ExitCode, UsageError
 from ci_orchestrator.github.actions import (
     append_summary,
     command,
@@ -33,6 +37,7 @@ from ci_orchestrator.github.actions import (
 )
 from ci_orchestrator.gitinfo import RunContext, detect
 from ci_orchestrator.masking import Masker, mask_record
+from ci_orchestrator.render import plural
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
 from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
 from ci_orchestrator.state import STATE_DIR, ensure_state_dir
@@ -55,6 +60,7 @@ class RunOptions:
     use_journal: bool = True  # False with --no-journal
     rerun_failed: bool = False
     junit: Path | None = None
+    junit_args: tuple[str, ...] = ()  # --junit values, FILE or STEP=GLOB (see `split_junit`)
     run_id: str | None = None  # --run-id: several jobs recording parts of one run
     setup: bool = False  # --setup: the pipeline's `setup:` commands first, as a step
 
@@ -70,8 +76,14 @@ def run(
 ) -> int:
     out = out or sys.stdout
     env = dict(os.environ if env is None else env)
-    pipeline = apply_overrides(load_pipeline(options.target), options.overrides)
+    loaded = load_for_run(options.target)
+    options = with_junit_args(options, loaded)
+    warn_about(loaded, options.overrides)
+    pipeline = apply_overrides(loaded, options.overrides)
     check_run_id(options.run_id)
+    if not options.dry_run and (message := nothing_to_run(pipeline)):
+        out.write(message + "\n")
+        return ExitCode.OK
     journal = open_journal(options, env)
     if journal is not None and options.run_id and journal.store.load_run(options.run_id):
         raise UsageError(f"--run-id: run {options.run_id!r} is already in {journal.store.label}")
@@ -87,7 +99,8 @@ def run(
 
         env.update(values_from_needs(env[NEEDS_ENV]))
     if options.dry_run:
-        out.write(format_plan(pipeline, options))
+        weights = journal.store.recent_medians(pipeline.name, pipeline.steps) if journal else {}
+        out.write(format_plan(pipeline, options, weights))
         return ExitCode.OK
     context = detect(env)
     masker = Masker.from_env(env)
@@ -96,6 +109,72 @@ def run(
         result = runner.run()
     finish(result, context, options, journal, env, masker)
     return exit_code(result)
+
+
+def with_junit_args(options: RunOptions, pipeline: Pipeline) -> RunOptions:
+    """The options with `--junit` values sorted out: the FILE to write, each STEP's GLOBs."""
+    if not options.junit_args:
+        return options
+    out, globs = split_junit(options.junit_args, pipeline.steps)
+    overrides = replace(options.overrides, junit={**options.overrides.junit, **globs})
+    return replace(options, junit=out or options.junit, overrides=overrides)
+
+
+def load_for_run(target: str | None) -> Pipeline:
+    """The pipeline; `run test` when `test` is no file but a step of the default pipeline file
+    (a go-task habit) says that `--only test` runs it."""
+    try:
+        return load_pipeline(target)
+    except ConfigError as exc:
+        hint = _step_hint(target) if exc.message.endswith("no such file") else ""
+        if not hint:
+            raise
+        raise ConfigError(exc.message + hint, exc.location, exc.key) from None
+
+
+def _step_hint(target: str | None) -> str:
+    if target is None or target == DEFAULT_FILE or not Path(DEFAULT_FILE).is_file():
+        return ""
+    try:
+        default = load_pipeline(DEFAULT_FILE)
+    except ConfigError:
+        return ""
+    if target not in default.steps:
+        return ""
+    return f"; to run the step {target!r} of {DEFAULT_FILE}: ci-orchestrator run --only {target}"
+
+
+def warn_about(pipeline: Pipeline, overrides: Overrides) -> None:
+    """Likely typos that are not errors: a misspelt template step, an unknown name in SKIP."""
+    warnings = typo_warnings(pipeline)
+    if (skips := unknown_skip_env(pipeline, overrides.skip_env)) is not None:
+        warnings.append(skips)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def nothing_to_run(pipeline: Pipeline) -> str:
+    """'' when some step would run. When none would: an error when no step has a command (a
+    template run without --set), or the message for a run the user skipped entirely."""
+    if any(s.run is not None and s.skip_reason is None for s in pipeline.steps.values()):
+        return ""
+    configured = [n for n, s in pipeline.steps.items() if s.run is not None]
+    if not configured:
+        names = ", ".join(pipeline.steps)
+        first = next(iter(pipeline.steps))
+        where = (
+            "a pipeline file that extends it"
+            if pipeline.source.startswith("template:")
+            else (pipeline.source)
+        )
+        raise UsageError(
+            f"nothing to run: no step of {pipeline.source} has a command ({names});"
+            f" give them one with --set STEP=COMMAND (--set {first}='...') or a `run:` in {where}"
+        )
+    return (
+        f"nothing to run: every configured step was skipped on purpose"
+        f" ({', '.join(configured)}: --skip or SKIP)"
+    )
 
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -286,12 +365,16 @@ def interrupts_stop(runner: WorkflowRunner) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def format_plan(pipeline: Pipeline, options: RunOptions) -> str:
-    """What `run` would do, in the order it would start things, without running anything."""
+def format_plan(
+    pipeline: Pipeline, options: RunOptions, weights: Mapping[str, float] | None = None
+) -> str:
+    """What `run` would do, in the order it would start things (weighing steps by their recent
+    durations, as the runner does), without running anything."""
     jobs = options.jobs or os.cpu_count() or 1
-    order = start_order(pipeline.graph())
+    order = start_order(pipeline.graph(), weights)
     width = max(len(name) for name in order)
-    lines = [f"{pipeline.name}: {len(order)} steps, up to {jobs} at once ({pipeline.source})"]
+    steps = plural(len(order), "step")
+    lines = [f"{pipeline.name}: {steps}, up to {jobs} at once ({pipeline.source})"]
     if pipeline.setup and SETUP_STEP not in pipeline.steps:
         lines.append(f"  set-up not run (--setup runs it first): {_first_lines(pipeline.setup)}")
     for index, name in enumerate(order, 1):
@@ -299,11 +382,13 @@ def format_plan(pipeline: Pipeline, options: RunOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_order(dag: dict[str, list[str]]) -> list[str]:
+def start_order(dag: dict[str, list[str]], weights: Mapping[str, float] | None = None) -> list[str]:
     """The order steps would start in with one job: Kahn, longest remaining path first."""
     from ci_orchestrator import graph
+    from ci_orchestrator.durations import median
 
-    ready = graph.ReadySet(dag, graph.longest_remaining_path(dag))
+    default = median(weights.values()) if weights else 1.0
+    ready = graph.ReadySet(dag, graph.longest_remaining_path(dag, weights, default))
     order = []
     while ready:
         order.append(ready.pop())
@@ -312,7 +397,15 @@ def start_order(dag: dict[str, list[str]]) -> list[str]:
 
 
 def _first_lines(commands: tuple[str, ...]) -> str:
-    return " && ".join(f"$ {c.strip().splitlines()[0] if c.strip() else c}" for c in commands)
+    return " && ".join(f"$ {_first_line(c)}" for c in commands)
+
+
+def _first_line(command: str) -> str:
+    """A command's first line, with ` …` when more lines follow."""
+    lines = command.strip().splitlines()
+    if not lines:
+        return command
+    return lines[0] + (" …" if len(lines) > 1 else "")
 
 
 def _plan_note(pipeline: Pipeline, name: str) -> str:
@@ -321,7 +414,7 @@ def _plan_note(pipeline: Pipeline, name: str) -> str:
         return f"skip ({step.skip_reason or 'not configured'})"
     if name == SETUP_STEP and step.run == setup_script(pipeline.setup):
         return _first_lines(pipeline.setup)
-    parts = [f"$ {step.run.strip().splitlines()[0] if step.run.strip() else step.run}"]
+    parts = [f"$ {_first_line(step.run)}"]
     if step.needs:
         parts.append(f"after {', '.join(step.needs)}")
     if step.condition:

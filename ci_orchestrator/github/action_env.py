@@ -61,6 +61,7 @@ class ActionInputs:
     pipeline: str = DEFAULT_FILE
     template: str = ""
     steps: Mapping[str, str] = field(default_factory=dict)
+    junit: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # `junit:` in `steps`
     jobs: int | None = None
     keep_going: bool = False
     junit_path: str = ""
@@ -78,10 +79,12 @@ def read_inputs(env: Mapping[str, str]) -> ActionInputs:
     def get(name: str) -> str:
         return env.get(INPUT_ENV[name], "").strip()
 
+    steps, junit = parse_steps(env.get(INPUT_ENV["steps"], ""))
     inputs = ActionInputs(
         pipeline=get("pipeline") or DEFAULT_FILE,
         template=get("template"),
-        steps=parse_steps(env.get(INPUT_ENV["steps"], "")),
+        steps=steps,
+        junit=junit,
         jobs=parse_jobs(get("jobs")),
         keep_going=parse_bool("keep-going", get("keep-going")),
         junit_path=get("junit-path"),
@@ -96,10 +99,11 @@ def read_inputs(env: Mapping[str, str]) -> ActionInputs:
     return inputs
 
 
-def parse_steps(text: str) -> dict[str, str]:
-    """The `steps` input: a YAML mapping of step name to shell command ('' for none)."""
+def parse_steps(text: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """The `steps` input: a YAML mapping of step name to shell command ('' for none), or to a
+    mapping `{run: COMMAND, junit: GLOB or [GLOB, ...]}`; the commands, and the JUnit globs."""
     if not text.strip():
-        return {}
+        return {}, {}
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader with YAML 1.2 booleans
     except yaml.YAMLError as exc:
@@ -113,9 +117,42 @@ def parse_steps(text: str) -> dict[str, str]:
     if not isinstance(data, dict):
         raise UsageError(
             "steps input: expected a YAML mapping of step name to shell command, like"
-            f" 'lint: ruff check .', got {_kind(data)}"
+            f" 'lint: ruff check .' (or to {{run: ..., junit: ...}}), got {_kind(data)}"
         )
-    return {_step_name(key): _step_command(key, value) for key, value in data.items()}
+    commands: dict[str, str] = {}
+    junit: dict[str, tuple[str, ...]] = {}
+    for key, value in data.items():
+        name = _step_name(key)
+        if isinstance(value, dict):
+            _step_mapping(name, value, commands, junit)
+        else:
+            commands[name] = _step_command(key, value)
+    return commands, junit
+
+
+def _step_mapping(
+    name: str,
+    value: dict[Any, Any],
+    commands: dict[str, str],
+    junit: dict[str, tuple[str, ...]],
+) -> None:
+    """`test: {run: pytest --junitxml=r.xml, junit: r.xml}`: either key may be left out."""
+    unknown = [str(k) for k in value if k not in ("run", "junit")]
+    if unknown:
+        raise UsageError(
+            f"steps input: {name!r} has {', '.join(map(repr, unknown))}; a step's mapping takes"
+            " run (a shell command) and junit (JUnit XML files, globs allowed)"
+        )
+    if "run" in value:
+        commands[name] = _step_command(name, value["run"])
+    if "junit" in value:
+        globs = value["junit"] if isinstance(value["junit"], list) else [value["junit"]]
+        if not globs or not all(isinstance(g, str) and g.strip() for g in globs):
+            raise UsageError(
+                f"steps input: junit of {name!r} is {_kind(value['junit'])}; expected a path or"
+                " glob, or a list of them"
+            )
+        junit[name] = tuple(globs)
 
 
 def _step_name(key: Any) -> str:
@@ -205,6 +242,7 @@ def run_arguments(inputs: ActionInputs) -> list[str]:
     target = inputs.template or inputs.pipeline
     args = ["run", f"./{target}" if target.startswith("-") else target]
     args += [f"--set={name}={command_}" for name, command_ in inputs.steps.items()]
+    args += [f"--junit={name}={glob}" for name, globs in inputs.junit.items() for glob in globs]
     if inputs.jobs is not None:
         args.append(f"--jobs={inputs.jobs}")
     if inputs.keep_going:

@@ -10,8 +10,10 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from ci_orchestrator.analytics import SAMPLES
 from ci_orchestrator.durations import format_seconds
 from ci_orchestrator.records import FlakyStep, HealthReport, Hotspot, RunRecord, StepRecord
+from ci_orchestrator.render import plural
 from ci_orchestrator.render.markdown import (
     EVIDENCE_WORDS,
     kinds_text,
@@ -21,6 +23,7 @@ from ci_orchestrator.render.markdown import (
     ref_text,
     strip_ansi,
 )
+from ci_orchestrator.render.terminal import failure_reason
 
 TAIL_LINES = 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -106,12 +109,8 @@ def titled(title: str, lines: list[str]) -> str:
 
 def header(report: HealthReport) -> str:
     """Title, then period, runs, pass rate and mean duration as aligned `label  value` lines."""
-    since = "all recorded history"
-    if report.since is not None:
-        day = datetime.fromtimestamp(report.since, tz=timezone.utc).strftime("%Y-%m-%d")
-        since = f"since {day} (UTC)"
     facts = [
-        ("period", since),
+        ("period", period(report)),
         ("runs", str(report.runs_considered)),
         ("pass rate", percent(report.pass_rate)),
         ("mean duration", duration(report.mean_duration_ms)),
@@ -122,6 +121,15 @@ def header(report: HealthReport) -> str:
     lines = [f"  {label:<{width}}  {value}" for label, value in facts]
     lines += [f"  note: {plain(note)}" for note in report.notes]
     return titled(plain(report.title or "Pipeline health"), lines)
+
+
+def period(report: HealthReport) -> str:
+    """`all recorded history`, `since 2024-04-24 09:30 UTC`, `the last 2 runs`, or both."""
+    parts = [f"the last {plural(report.last, 'run')}"] if report.last is not None else []
+    if report.since is not None:
+        moment = datetime.fromtimestamp(report.since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        parts.append(f"since {moment} UTC")
+    return " ".join(parts) or "all recorded history"
 
 
 _CHANGE_WORDS = {"broken": "broken since", "new": "new failure at", "fixed": "fixed at"}
@@ -268,7 +276,8 @@ def stats(report: HealthReport) -> str:
         for s in report.stats
     ]
     headers = ("step", "runs", "reliability", "p50", "p95")
-    return titled("Per-step stats", columns(headers, rows, right="1234"))
+    title = f"Per-step stats (p50/p95 over each step's last {SAMPLES} runs that passed or failed)"
+    return titled(title, columns(headers, rows, right="1234"))
 
 
 # --- one run ---
@@ -295,6 +304,7 @@ def step_row(step: StepRecord) -> list[str]:
     status = "flaky" if step.flaky and step.status == "completed" else step.status
     ran = step.status in ("completed", "failed") or bool(step.attempts)
     note = step.reason if step.status != "completed" or step.flaky else ""
+    note = failure_reason(note, step.exit_code, step.log_tail)
     return [
         _STATUS_WORDS.get(status, status),
         plain(step.name),
@@ -307,6 +317,7 @@ def step_row(step: StepRecord) -> list[str]:
 def failure_lines(step: StepRecord) -> list[str]:
     """`build: exit code 2 (log: path)` and the last lines of its output."""
     where = f" (log: {plain(step.log_path)})" if step.log_path else ""
-    lines = ["", f"  {plain(step.name)}: {plain(step.reason or 'failed')}{where}"]
+    reason = failure_reason(step.reason or "failed", step.exit_code, step.log_tail)
+    lines = ["", f"  {plain(step.name)}: {plain(reason)}{where}"]
     tail = step.log_tail.rstrip("\n").split("\n")[-TAIL_LINES:] if step.log_tail.strip() else []
     return lines + [f"    | {plain(line)}" for line in tail]

@@ -7,12 +7,14 @@ observer that decides when to print them and where each step's output goes.
 from __future__ import annotations
 
 import codecs
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from ci_orchestrator.durations import format_seconds
 from ci_orchestrator.github.actions import ANNOTATIONS_PER_STEP, command
+from ci_orchestrator.render import plural
 from ci_orchestrator.runner import RunInfo, RunObserver, StepStatus, WorkflowResult, WorkflowStep
 
 WIDTH = 79
@@ -71,11 +73,25 @@ def format_status_line(step: WorkflowStep, color: bool = False, width: int = WID
     return f"{line} {notes}" if notes else line
 
 
+_NOT_FOUND = re.compile(r"([^\s:]+): (?:command )?not found")
+
+
+def failure_reason(reason: str, exit_code: int | None, tail: str) -> str:
+    """A failure's reason as people read it: exit code 127 is the shell not finding a command."""
+    if exit_code != 127 or "exit code 127" not in reason:
+        return reason
+    names = _NOT_FOUND.findall(tail)
+    found = f"command not found: {names[-1]}" if names else "command not found (exit code 127)"
+    return reason.replace("exit code 127", found)
+
+
 def format_failure(step: WorkflowStep, tail_lines: int | None = TAIL_LINES) -> list[str]:
     """The lines under a failed step: exit code or timeout, the log's path, the last lines."""
     lines = []
     if step.attempts and step.attempts[-1].timed_out:
         lines.append(f"- {step.reason}")
+    elif step.exit_code == 127:
+        lines.append(f"- {failure_reason('exit code 127', 127, step.tail)}")
     elif step.exit_code is not None:
         lines.append(f"- exit code: {step.exit_code}")
     elif step.reason:
@@ -116,7 +132,8 @@ def format_summary(result: WorkflowResult, color: bool = False, slowest: int = 3
         lines.append(f"slowest: {slow}")
     for step in steps:
         if step.status is StepStatus.FAILED:
-            lines.append(f"failed: {step.name}: {step.reason}" + _where(step))
+            reason = failure_reason(step.reason, step.exit_code, step.tail)
+            lines.append(f"failed: {step.name}: {reason}" + _where(step))
     return lines
 
 
@@ -160,7 +177,8 @@ class TerminalReporter(RunObserver):
 
     def run_started(self, run: RunInfo) -> None:
         if self.verbosity >= 2:
-            self.write(f"{run.pipeline}: {len(run.steps)} steps, up to {run.jobs} at once")
+            steps = plural(len(run.steps), "step")
+            self.write(f"{run.pipeline}: {steps}, up to {run.jobs} at once")
 
     def step_started(self, step: WorkflowStep) -> None:
         with self.lock:

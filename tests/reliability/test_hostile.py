@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ci_orchestrator.cli import cli
 from ci_orchestrator.config import load_pipeline
-from ci_orchestrator.errors import ConfigError
+from ci_orchestrator.errors import ConfigError, ConfigErrors
 from ci_orchestrator.hooks import install_hook
 from ci_orchestrator.runner import WorkflowRunner
 from ci_orchestrator.schema import json_schema, yaml12_loader
@@ -64,9 +64,11 @@ documents = st.fixed_dictionaries(
 
 
 def check_one_line(error: ConfigError) -> None:
-    message = error.format_message()
-    assert "\n" not in message
-    assert message.startswith("p.yml")
+    """One line per mistake (a file with several gets each on its own line)."""
+    for each in error.errors if isinstance(error, ConfigErrors) else [error]:
+        message = each.format_message()
+        assert "\n" not in message
+        assert message.startswith("p.yml")
 
 
 @FUZZ
