@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import takewhile
+from math import ceil
 from typing import Any, NamedTuple
 
 from ci_orchestrator import graph
@@ -25,6 +26,7 @@ from ci_orchestrator.records import (
     Evidence,
     EvidenceCount,
     FailureMark,
+    FlakeTrend,
     FlakyStep,
     HealthReport,
     Hotspot,
@@ -32,6 +34,8 @@ from ci_orchestrator.records import (
     RunRecord,
     RunRef,
     StepStats,
+    Trend,
+    TrendBucket,
 )
 
 SAMPLES = 200  # recent completed durations per step behind p50/p95 and medians
@@ -40,6 +44,13 @@ CHANGE_WINDOW = 50  # a branch's latest runs behind broken since / new failure /
 EVIDENCE_SHOWN = 5  # evidence runs named per flaky step or test, most recent first
 FLAKY_TESTS_SHOWN = 20  # flaky tests in a report (those with the most flaky runs)
 TEST_HOTSPOTS_SHOWN = 10
+
+TREND_POINTS = 30  # buckets per trend chart, at most
+TREND_FLAKY_SHOWN = 3  # flaky steps and tests with a weekly flake-rate chart
+TREND_MAX_BUCKET_DAYS = 7  # a duration or pass-rate bucket spans at most a week
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+MONDAY_S = 4 * DAY_S  # 1970-01-05, the first Monday after the epoch: weeks start on Mondays
 
 TestKey = tuple[str, str, str]  # a test as the journal keys it: step, classname, name
 
@@ -207,9 +218,113 @@ class WorkflowAnalytics:
     def _hotspot_rows(self) -> list[Hotspot]:
         return [Hotspot(r[0], r[3], r[2] + r[3], r[5] or 0.0, r[6]) for r in self._aggregates()]
 
+    def trend(self) -> Trend:
+        """Run duration (median, p95) and pass rate per day (or per a few days, so that the
+        scope's span fits `TREND_POINTS` buckets, the latest ones), and the weekly flake rate of
+        the steps and tests with the most flaky runs (failed, then passed in the run) over the
+        last `TREND_POINTS` weeks. Only runs in those windows are read."""
+        where, params = self.scope.runs_where()
+        first, last = self._rows(
+            f"SELECT min(started_at), max(started_at) FROM runs WHERE {where}", params
+        )[0]
+        if first is None:
+            return Trend(1)
+        days = ceil((_day_start(last) + DAY_S - _day_start(first)) / DAY_S)
+        width = min(TREND_MAX_BUCKET_DAYS, max(1, ceil(days / TREND_POINTS)))
+        origin = _day_start(last) + DAY_S - TREND_POINTS * width * DAY_S
+        weeks = _week_start(last) + WEEK_S - TREND_POINTS * WEEK_S
+        return Trend(
+            width,
+            tuple(self._duration_buckets(origin, width * DAY_S)),
+            tuple(self._pass_rate_buckets(origin, width * DAY_S)),
+            tuple(self._flake_trends(weeks)),
+        )
+
+    def _duration_buckets(self, origin: float, width: float) -> list[TrendBucket]:
+        """Per bucket: the median (the mean of the middle two for an even count) and the
+        nearest-rank p95 of run durations, ranked by a window function in SQL."""
+        where, params = self.scope.runs_where()
+        rows = self._rows(
+            "WITH b AS (SELECT CAST((started_at - ?) / ? AS INTEGER) AS k, duration_ms AS d"
+            f" FROM runs WHERE {where} AND started_at >= ? AND duration_ms IS NOT NULL),"
+            " r AS (SELECT k, d, row_number() OVER (PARTITION BY k ORDER BY d) AS i,"
+            " count(*) OVER (PARTITION BY k) AS n FROM b)"
+            " SELECT k, n, avg(CASE WHEN i IN ((n + 1) / 2, (n + 2) / 2) THEN d END),"
+            " max(CASE WHEN i = (n * 95 + 99) / 100 THEN d END) FROM r GROUP BY k ORDER BY k",
+            [origin, width, *params, origin],
+        )
+        return [TrendBucket(origin + k * width, n, p50, p95) for k, n, p50, p95 in rows]
+
+    def _pass_rate_buckets(self, origin: float, width: float) -> list[TrendBucket]:
+        where, params = self.scope.runs_where()
+        rows = self._rows(
+            "SELECT CAST((started_at - ?) / ? AS INTEGER) AS k, count(*), sum(status = 'passed')"
+            f" FROM runs WHERE {where} AND started_at >= ? GROUP BY k ORDER BY k",
+            [origin, width, *params, origin],
+        )
+        return [TrendBucket(origin + k * width, n, passed / n) for k, n, passed in rows]
+
+    def _flake_trends(self, origin: float) -> list[FlakeTrend]:
+        """The steps and tests with the most flaky runs since `origin`, each with its weekly
+        flake rate: flaky runs / runs where it ran (passed or failed), per Monday week."""
+        steps = self._flaky_step_keys(origin)
+        tests = self._flaky_test_keys(origin)
+        ranked = sorted([*steps, *tests], key=lambda e: (-e[1], e[0]))[:TREND_FLAKY_SHOWN]
+        return [
+            FlakeTrend(key[0], None if len(key) == 1 else _test_id(key[1], key[2]),
+                       tuple(self._weekly_flakes(key, origin)))
+            for key, _ in ranked
+        ]  # fmt: skip
+
+    def _flaky_step_keys(self, origin: float) -> list[tuple[tuple[str, ...], int]]:
+        where, params = self.scope.steps_where()
+        rows = self._rows(
+            "SELECT s.name, count(*) FROM steps s INDEXED BY steps_flaky WHERE s.flaky = 1"
+            f" AND s.status = 'completed' AND {where} AND s.finished_at >= ?"
+            " GROUP BY s.name ORDER BY 2 DESC, 1 LIMIT ?",
+            [*params, origin, TREND_FLAKY_SHOWN],
+        )
+        return [((r[0],), r[1]) for r in rows]
+
+    def _flaky_test_keys(self, origin: float) -> list[tuple[tuple[str, ...], int]]:
+        where, params = self.scope.runs_where()
+        rows = self._rows(
+            "SELECT t.step, t.classname, t.name, count(DISTINCT t.run_id) FROM tests t"
+            " INDEXED BY tests_flaky WHERE t.flaky = 1 AND t.run_id IN (SELECT id FROM runs"
+            f" WHERE {where} AND started_at >= ?) GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3"
+            " LIMIT ?",
+            [*params, origin, TREND_FLAKY_SHOWN],
+        )
+        return [((r[0], r[1], r[2]), r[3]) for r in rows]
+
+    def _weekly_flakes(self, key: tuple[str, ...], origin: float) -> list[TrendBucket]:
+        if len(key) == 1:
+            where, params = self.scope.steps_where()
+            if self.scope.pipeline is None:  # so that the history index serves: by pipeline
+                where += " AND s.pipeline IN (SELECT DISTINCT pipeline FROM runs)"
+            rows = self._rows(
+                "SELECT CAST((s.finished_at - ?) / ? AS INTEGER) AS k, count(*), sum(s.flaky)"
+                f" FROM steps s WHERE {where} AND s.name = ? AND s.finished_at >= ?"
+                " AND s.status IN ('completed', 'failed') GROUP BY k ORDER BY k",
+                [origin, WEEK_S, *params, key[0], origin],
+            )
+        else:
+            where, params = self.scope.runs_where()
+            rows = self._rows(
+                "SELECT CAST((r.started_at - ?) / ? AS INTEGER) AS k, count(DISTINCT t.run_id),"
+                " count(DISTINCT CASE WHEN t.flaky = 1 THEN t.run_id END)"
+                " FROM tests t INDEXED BY tests_by_name JOIN runs r ON r.id = t.run_id"
+                " WHERE t.classname = ? AND t.name = ? AND t.step = ? AND t.status != 'skipped'"
+                f" AND t.run_id IN (SELECT id FROM runs WHERE {where} AND started_at >= ?)"
+                " GROUP BY k ORDER BY k",
+                [origin, WEEK_S, key[1], key[2], key[0], *params, origin],
+            )
+        return [TrendBucket(origin + k * WEEK_S, n, flaky / n) for k, n, flaky in rows if n]
+
     def step_stats(self) -> list[StepStats]:
-        """Per step: runs, outcomes, reliability, p50/p95 (recent samples), time lost."""
-        samples = self.recent_durations()
+        """Per step: runs, outcomes, reliability, p50/p95 (the recent runs where it passed or
+        failed, so that a step that always fails has them too), time lost."""
+        samples = self._recent(SAMPLES, "'completed', 'failed'")
         stats = []
         for name, runs, passed, failed, skipped, lost, _ in self._aggregates():
             durations = sorted(samples.get(name, []))
@@ -237,7 +352,7 @@ class WorkflowAnalytics:
             return {name: values[:limit] for name, values in known[1].items()}
         return self._recent(limit)
 
-    def _recent(self, limit: int) -> dict[str, list[float]]:
+    def _recent(self, limit: int, statuses: str = "'completed'") -> dict[str, list[float]]:
         where, params = self.scope.steps_where()
         if self._memo is not None and "aggregates" in self._memo:  # the names are known
             names = [r[0] for r in self._memo["aggregates"]]
@@ -248,7 +363,7 @@ class WorkflowAnalytics:
         for name in names:
             rows = self._rows(
                 f"SELECT duration_ms FROM steps s WHERE {where} AND name = ?"
-                " AND status = 'completed' ORDER BY finished_at DESC LIMIT ?",
+                f" AND status IN ({statuses}) ORDER BY finished_at DESC LIMIT ?",
                 [*params, name, limit],
             )
             out[name] = [r[0] for r in rows]
@@ -497,10 +612,12 @@ class WorkflowAnalytics:
             since=self.scope.since,
             pass_rate=(passed or 0) / count if count else None,
             mean_duration_ms=mean,
-            hotspots=tuple(self.failure_hotspots(10)),
+            # a step that failed no run (flaky, retried) is under flaky steps, not hotspots
+            hotspots=tuple(s for s in self.failure_hotspots(10) if s.failures),
             regressions=tuple(self.regressions()),
             stats=tuple(self.step_stats()),
             test_hotspots=tuple(self.test_hotspots()),
+            trend=self.trend(),
         )
         flaky_steps = self.flaky_steps()
         history = self._branch_history(run, CHANGE_WINDOW) if run else BranchHistory({}, (), True)
@@ -676,6 +793,14 @@ def _flaky_entry(step: str, test: str | None, ran: int, rows: Sequence[Ranked]) 
         step, total, max(ran, total), test, shown, tuple(kinds),
         _ref(ordered[-1].evidence), _ref(ordered[0].evidence),
     )  # fmt: skip
+
+
+def _day_start(epoch: float) -> float:
+    return epoch - epoch % DAY_S
+
+
+def _week_start(epoch: float) -> float:
+    return epoch - (epoch - MONDAY_S) % WEEK_S
 
 
 def _ref(evidence: Evidence) -> RunRef:

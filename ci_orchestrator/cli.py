@@ -117,7 +117,12 @@ def _split_env(value: str | None) -> list[str]:
     "--rerun-failed", is_flag=True, help="Run what did not pass last time, and what needs it."
 )
 @click.option(
-    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here."
+    "--junit",
+    "junit",
+    multiple=True,
+    metavar="STEP=GLOB|FILE",
+    help="STEP=GLOB: STEP writes JUnit XML files matching GLOB, as `junit:` in a pipeline file"
+    " (repeatable; with --set for a template's steps). FILE: write the run's JUnit XML there.",
 )
 @JOURNAL
 @click.option("--no-journal", is_flag=True, help="Do not record this run.")
@@ -148,7 +153,7 @@ def run(
     quiet: bool,
     verbose: bool,
     rerun_failed: bool,
-    junit: Path | None,
+    junit: tuple[str, ...],
     journal: str | None,
     no_journal: bool,
     run_id: str | None,
@@ -160,6 +165,7 @@ def run(
     Examples:
       ci-orchestrator run
       ci-orchestrator run ci_cd --set lint='ruff check .' --set test='pytest -q'
+      ci-orchestrator run ci_cd --set test='pytest --junitxml=r.xml' --junit test=r.xml
       ci-orchestrator run pipeline.yml --only test --jobs 4
     """
     from ci_orchestrator.commands.run import RunOptions
@@ -185,7 +191,7 @@ def run(
         journal=journal,
         use_journal=not no_journal,
         rerun_failed=rerun_failed,
-        junit=junit,
+        junit_args=junit,
         run_id=run_id,
         setup=setup,
     )
@@ -199,11 +205,17 @@ def run(
 
 @cli.command()
 @PIPELINE
-def validate(pipeline: str | None) -> int:
-    """Check a pipeline file without running it (exit 2 with file:line on an error)."""
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail (exit 2) on likely typos that are otherwise warnings, such as a step added"
+    " under `extends` whose name is close to one of the template's.",
+)
+def validate(pipeline: str | None, strict: bool) -> int:
+    """Check a pipeline file without running it (exit 2 with file:line for every error)."""
     from ci_orchestrator.commands.inspect import validate as validate_pipeline
 
-    return validate_pipeline(pipeline, sys.stdout)
+    return validate_pipeline(pipeline, sys.stdout, strict)
 
 
 @cli.command()
@@ -262,9 +274,16 @@ def templates_show(name: str) -> int:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "markdown", "json"]),
+    type=click.Choice(["text", "markdown", "json", "html"]),
     default="text",
     show_default=True,
+    help="html: one self-contained file (inline CSS and SVG charts), best with -o.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to FILE instead of stdout.",
 )
 @click.option("--run-id", metavar="ID", help="The run to detail [default: the latest].")
 @click.option(
@@ -283,6 +302,7 @@ def report(
     pipeline: str | None,
     last: int | None,
     fmt: str,
+    output: Path | None,
     run_id: str | None,
     publish_issue: str | None,
     issue_author: str | None,
@@ -295,12 +315,13 @@ def report(
     Examples:
       ci-orchestrator report --since 7d
       ci-orchestrator report --branch main --format markdown >> "$GITHUB_STEP_SUMMARY"
+      ci-orchestrator report --since 30d --format html -o report.html
     """
     from ci_orchestrator.commands.report import ReportOptions
     from ci_orchestrator.commands.report import report as make_report
 
     options = ReportOptions(
-        journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue
+        journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue, output
     )
     return make_report(options, sys.stdout, with_issue_author(os.environ, issue_author))
 
@@ -356,11 +377,20 @@ def journal_info(journal: str | None) -> int:
 
 @cli.command("install-hook")
 @click.argument("pipeline", required=False)
-def install_hook(pipeline: str | None) -> int:
-    """Run the pipeline before every `git push` (an existing pre-push hook is kept and chained)."""
+@click.option(
+    "--isolated",
+    is_flag=True,
+    help="Test the pushed commit itself, checked out in a temporary git worktree (removed after),"
+    " instead of the working tree with its uncommitted and untracked files.",
+)
+def install_hook(pipeline: str | None, isolated: bool) -> int:
+    """Run the pipeline before every `git push` (an existing pre-push hook is kept and chained).
+
+    The hook says which tree it tested; `git push --no-verify` skips it.
+    """
     from ci_orchestrator.hooks import install_hook as install
 
-    click.echo(install(pipeline))
+    click.echo(install(pipeline, isolated=isolated))
     return 0
 
 

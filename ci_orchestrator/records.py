@@ -257,6 +257,33 @@ class RunLinks(NamedTuple):
     logs: str  # $GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID/...
 
 
+class TrendBucket(NamedTuple):
+    """One bucket of a trend chart: the runs (of a pipeline, or where a step or test ran) that
+    started in [start, start + the trend's bucket width), and what they measured."""
+
+    start: float  # the bucket's first second (UTC, aligned to days or Monday weeks)
+    runs: int
+    value: float  # a rate (0..1) or a median duration (ms)
+    p95: float | None = None  # durations only: their 95th percentile (ms)
+
+
+class FlakeTrend(NamedTuple):
+    """A flaky step's (or test's, when `test` is set) flake rate per week."""
+
+    step: str
+    test: str | None
+    points: tuple[TrendBucket, ...]
+
+
+class Trend(NamedTuple):
+    """What the trend charts plot, computed once so that every format shows the same numbers."""
+
+    bucket_days: int  # width of a duration and pass-rate bucket (1: per day)
+    durations: tuple[TrendBucket, ...] = ()  # run duration: median (value) and p95, in ms
+    pass_rate: tuple[TrendBucket, ...] = ()  # passed runs / finished runs
+    flake_rates: tuple[FlakeTrend, ...] = ()  # per week: flaky runs / runs where it ran
+
+
 class HealthReport(NamedTuple):
     """Everything a report shows: one run in detail (optional) and history around it."""
 
@@ -278,6 +305,8 @@ class HealthReport(NamedTuple):
     changes: tuple[Change, ...] = ()  # broken, new, fixed on the run's branch
     test_hotspots: tuple[Hotspot, ...] = ()
     run_failures: tuple[FailureMark, ...] = ()  # the run's failed steps and tests, marked
+    trend: Trend | None = None  # what the trend charts plot; None: not computed
+    last: int | None = None  # the history is the last N runs (`report --last N`)
 
 
 def to_json(value: Any) -> Any:

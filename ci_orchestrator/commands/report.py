@@ -25,6 +25,7 @@ from ci_orchestrator.journal import (
 )
 from ci_orchestrator.masking import Masker, mask_record
 from ci_orchestrator.records import HealthReport, RunLinks, RunRecord, to_json
+from ci_orchestrator.render import plural
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ReportOptions:
     run_id: str | None = None
     junit: Path | None = None
     publish_issue: str | None = None  # keep one GitHub issue with this title up to date
+    output: Path | None = None  # write the report there instead of to stdout
 
 
 def since_timestamp(text: str | None, option: str = "--since") -> float | None:
@@ -71,9 +73,42 @@ def build_report(
     )
     title = f"{pipeline or 'pipeline'} health"
     if run is None:
-        return WorkflowAnalytics(store, scope).health_report(title)
+        return WorkflowAnalytics(store, scope).health_report(title)._replace(last=options.last)
     health = WorkflowAnalytics(store, scope).health_report(title, run, base=base_branch(run, env))
-    return health._replace(links=actions_links(run, env))
+    notes = (*health.notes, *later_runs_note(store, scope, run, options))
+    return health._replace(links=actions_links(run, env), last=options.last, notes=notes)
+
+
+def check_pipeline(store: JournalStore, pipeline: str | None) -> None:
+    """`--pipeline` names a pipeline the journal has runs of (not an empty report for a typo)."""
+    if pipeline is None:
+        return
+    names = [row[0] for row in store.query("SELECT DISTINCT pipeline FROM runs ORDER BY 1")]
+    if pipeline not in names:
+        from ci_orchestrator.graph import closest
+
+        known = f"; it has runs of {', '.join(names)}" if names else "; it has no runs yet"
+        raise UsageError(
+            f"--pipeline: no runs of {pipeline!r} in {store.label}{closest(pipeline, names)}{known}"
+        )
+
+
+def later_runs_note(
+    store: JournalStore, scope: Scope, run: RunRecord, options: ReportOptions
+) -> list[str]:
+    """With `--run-id` of an older run, say that the history around it goes on past it."""
+    if options.run_id is None:
+        return []
+    where, params = scope.runs_where()
+    later = store.query(
+        f"SELECT count(*) FROM runs WHERE {where} AND started_at > ?", [*params, run.started_at]
+    )[0][0]
+    if not later:
+        return []
+    return [
+        f"the history also counts the {plural(later, 'run')} after run {run.id}"
+        " (--since and --last choose the runs it counts)"
+    ]
 
 
 def base_branch(run: RunRecord, env: Mapping[str, str]) -> str | None:
@@ -131,13 +166,25 @@ def build_reports(
 
 def report(options: ReportOptions, out: TextIO, env: Mapping[str, str]) -> int:
     store = open_store(options.journal, env)
+    check_pipeline(store, options.pipeline)
     reports = build_reports(store, options, env)
     if options.junit is not None:
         write_latest_junit(reports, options.junit)
-    out.write(render_all(reports, options.fmt))
+    text = render_all(reports, options.fmt)
+    if options.output is None:
+        out.write(text)
+    else:
+        write_output(options.output, text)
     if options.publish_issue is not None:
         print(publish(options.publish_issue, reports, env), file=sys.stderr)
     return ExitCode.OK
+
+
+def write_output(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from None
 
 
 def write_latest_junit(reports: Sequence[HealthReport], path: Path) -> None:
@@ -180,6 +227,10 @@ def render_all(reports: Sequence[HealthReport], fmt: str) -> str:
         from ci_orchestrator.render.markdown import SUMMARY_BUDGET, render_markdown_all
 
         return render_markdown_all(reports, budget=SUMMARY_BUDGET)
+    if fmt == "html":
+        from ci_orchestrator.render.html import render_html_all
+
+        return render_html_all(reports)
     from ci_orchestrator.render.report_text import render_text_all
 
     return render_text_all(reports)
@@ -209,6 +260,10 @@ def render(health: HealthReport, fmt: str) -> str:
         from ci_orchestrator.render.markdown import SUMMARY_BUDGET, render_markdown
 
         return render_markdown(health, budget=SUMMARY_BUDGET)
+    if fmt == "html":
+        from ci_orchestrator.render.html import render_html
+
+        return render_html(health)
     from ci_orchestrator.render.report_text import render_text
 
     return render_text(health)
@@ -221,7 +276,7 @@ def journal_export(
     option: str | None, since: str | None, out: TextIO, env: Mapping[str, str]
 ) -> int:
     count = export_runs(open_store(option, env), out, since_timestamp(since), Masker.from_env(env))
-    print(f"exported {count} runs", file=sys.stderr)
+    print(f"exported {plural(count, 'run')}", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -235,7 +290,9 @@ def journal_import(
         added, updated, present = (
             added + result.added, updated + result.updated, present + result.present
         )  # fmt: skip
-    out.write(f"imported {added} new runs, updated {updated}, {present} already present\n")
+    out.write(
+        f"imported {plural(added, 'new run')}, updated {updated}, {present} already present\n"
+    )
     return ExitCode.OK
 
 
@@ -265,7 +322,7 @@ def journal_prune(option: str | None, older_than: str, out: TextIO, env: Mapping
     before = since_timestamp(older_than, "--older-than")
     assert before is not None
     removed = prune(open_store(option, env, read_only=False), before)
-    out.write(f"removed {removed} runs older than {older_than}\n")
+    out.write(f"removed {plural(removed, 'run')} older than {older_than}\n")
     return ExitCode.OK
 
 
@@ -285,7 +342,8 @@ def journal_info(option: str | None, out: TextIO, env: Mapping[str, str]) -> int
     if first is not None:
         span = f", {_day(first)} to {_day(last)}"
     out.write(
-        f"{store.label}: {runs} runs, {steps} steps{span}; {size / 1e6:.1f} MB\n"
+        f"{store.label}: {plural(runs, 'run')}, {plural(steps, 'step')}{span};"
+        f" {size / 1e6:.1f} MB\n"
         f"pipelines: {', '.join(pipelines) or '(none)'}\n"
     )
     return ExitCode.OK

@@ -3,12 +3,13 @@
 Sections, most important first: status header, step table, failures (log tails in `<details>`),
 what the PR fixed, what broke, failed anew or was fixed on the branch (with the run's failures
 marked known flaky or not), flaky steps and tests (their evidence in `<details>`), failure
-hotspots of steps and tests, duration regressions, per-step stats, Mermaid graph (and the
-report's notes). Every count says its unit (runs, commits). Each section is rendered in a few
-variants, from complete to compact to left out. `fit` starts with the complete ones and walks
-`_STAGES` until the text fits the byte budget: log tails are shortened first, then sections are
-left out from the lowest priority up, and what was cut is said in a closing note. Failed steps
-keep at least a line each with their name until nothing else is left.
+hotspots of steps and tests, duration regressions, per-step stats, trend charts (Mermaid
+`xychart-beta`: dropped first when the budget is tight), Mermaid graph (and the report's
+notes). Every count says its unit (runs, commits). Each section is rendered in a few variants,
+from complete to compact to left out. `fit` starts with the complete ones and walks `_STAGES`
+until the text fits the byte budget: the trend charts go first, then log tails are shortened,
+then sections are left out from the lowest priority up, and what was cut is said in a closing
+note. Failed steps keep at least a line each with their name until nothing else is left.
 
 Escaping, by where the text lands:
 - Markdown text (`md`): one line; backslash, backtick and * _ [ ] < > & | ~ $ backslash-escaped
@@ -47,6 +48,7 @@ from ci_orchestrator.records import (
     StepRecord,
     TestCaseRecord,
 )
+from ci_orchestrator.render.charts import to_xychart, trend_charts
 from ci_orchestrator.render.graph import to_mermaid
 
 COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)
@@ -99,6 +101,7 @@ _ORDER = (
     "hotspots",
     "regressions",
     "stats",
+    "trends",
     "graph",
     "notes",
 )
@@ -106,6 +109,7 @@ _ORDER = (
 # nothing out, "compact" to the last but one, "last" all the way. Tails first, then sections from
 # the lowest priority up; the failed steps' names are the last thing standing.
 _STAGES = (
+    ("trends", "last"),
     ("failures", "shorten"),
     ("graph", "last"),
     ("notes", "last"),
@@ -139,6 +143,7 @@ def render_markdown(
         "hotspots": optional(hotspot_section(report), "failure hotspots"),
         "regressions": optional(regression_section(report), "duration regressions"),
         "stats": optional(stats_section(report), "per-step stats"),
+        "trends": trend_variants(report),
         "graph": optional(graph_section(report), "the Mermaid graph"),
         "notes": optional(notes_section(report.notes), "notes"),
     }
@@ -945,6 +950,34 @@ def stats_section(report: HealthReport) -> str:
     ]
     headers = ("Step", "Runs", "Reliability", "p50", "p95")
     return "### Per-step stats\n\n" + table(headers, "lrrrr", rows)
+
+
+# --- (7b) trends ---
+
+
+def trend_variants(report: HealthReport) -> list[Variant]:
+    """The charts, or nothing; a section that only says why there are no charts goes silently
+    (no chart was left out)."""
+    text = trends_section(report)
+    if not text:
+        return [Variant("")]
+    charted = bool(trend_charts(report.trend).charts)
+    return [Variant(text), Variant("", left_out="the trend charts" if charted else "")]
+
+
+def trends_section(report: HealthReport) -> str:
+    """Mermaid `xychart-beta` charts of the report's trend, each with its legend, and a line
+    for each series too short to chart. A pull request's report (its comment, its job summary)
+    shows charts when its history allows and says nothing otherwise: the comment is about the
+    change, and a young journal would repeat that note on every push."""
+    drawn = trend_charts(report.trend)
+    if not drawn.charts and report.run is not None and report.run.pr_number is not None:
+        return ""
+    blocks = [
+        fenced(to_xychart(chart), "mermaid") + f"\n\n{md(chart.legend)}" for chart in drawn.charts
+    ]
+    blocks += [f"_{md(note)}_" for note in drawn.notes]
+    return "\n\n".join(["### Trends", *blocks]) if blocks else ""
 
 
 # --- (8) graph, notes ---
