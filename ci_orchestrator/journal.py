@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import JournalError
@@ -312,11 +312,16 @@ class JournalStore:
 
     def save_attempt(self, run_id: str, step: str, attempt: AttemptRecord, started: float) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, step, attempt.number, attempt.exit_code, attempt.duration_ms,
-                 int(attempt.timed_out), started, attempt.error),
-            )  # fmt: skip
+            _insert_attempt(db, run_id, step, attempt, started)
+
+    def save_batch(self, run_id: str, writes: Iterable[PendingWrite]) -> None:
+        """Step records and attempts heard in one turn of the runner, in one transaction."""
+        with self.transaction() as db:
+            for write in writes:
+                if isinstance(write, PendingStep):
+                    _upsert_step(db, run_id, write.record, write.finished_at, write.position)
+                else:
+                    _insert_attempt(db, run_id, write.step, write.record, write.started_at)
 
     def finish_run(self, run_id: str, status: str, finished_at: float, duration_ms: float) -> None:
         with self.transaction() as db:
@@ -435,6 +440,8 @@ def _upsert_step(
          step.log_path, json.dumps(list(step.junit_problems)), position, time_lost(step),
          step.fingerprint),
     )  # fmt: skip
+    if not step.tests:
+        return
     db.executemany(
         "INSERT OR REPLACE INTO tests (run_id, step, suite, classname, name, status,"
         " duration_ms, message, flaky, type, body, attempt, reruns)"
@@ -443,6 +450,31 @@ def _upsert_step(
           test.duration_ms, test.message[:TAIL_CHARS], int(test.flaky), test.type,
           test.body[:TAIL_CHARS], test.attempt, test.reruns) for test in step.tests],
     )  # fmt: skip
+
+
+def _insert_attempt(
+    db: sqlite3.Connection, run_id: str, step: str, attempt: AttemptRecord, started: float
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, step, attempt.number, attempt.exit_code, attempt.duration_ms,
+         int(attempt.timed_out), started, attempt.error),
+    )  # fmt: skip
+
+
+class PendingStep(NamedTuple):
+    record: StepRecord
+    finished_at: float | None
+    position: int
+
+
+class PendingAttempt(NamedTuple):
+    step: str
+    record: AttemptRecord
+    started_at: float
+
+
+PendingWrite = PendingStep | PendingAttempt
 
 
 def _abandon(db: sqlite3.Connection, run_id: str) -> None:
@@ -605,6 +637,10 @@ class WorkflowJournal(RunObserver):
         self.positions: dict[str, int] = {}
         self.mask: Callable[[str], str] = _unmasked  # secrets stay out of the journal
         self.problem: str | None = None  # set when a write failed mid-run (disk full, ...)
+        # Once a runner announces its turns, step events wait for the end of the turn and are
+        # written in one transaction; keyed so that a step's later record replaces its earlier one.
+        self.batched = False
+        self.pending: dict[tuple[str, int], PendingWrite] = {}
 
     # --- the observer: written as things happen ---
 
@@ -628,9 +664,7 @@ class WorkflowJournal(RunObserver):
     def step_started(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
-            self._safely(
-                self.store.save_step, self.run_id, step_record(step, self.mask), None, position
-            )
+            self._write(PendingStep(step_record(step, self.mask), None, position))
 
     def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
         if self.run_id is not None:
@@ -638,23 +672,39 @@ class WorkflowJournal(RunObserver):
                 attempt.number, attempt.exit_code, attempt.duration_ms, attempt.timed_out,
                 self.mask(attempt.error),
             )  # fmt: skip
-            self._safely(
-                self.store.save_attempt, self.run_id, step.name, record, attempt.started_at
-            )
+            self._write(PendingAttempt(step.name, record, attempt.started_at))
 
     def step_finished(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
             ended = step.started_at + step.duration_ms / 1000 if step.started_at else time.time()
-            self._safely(
-                self.store.save_step, self.run_id, step_record(step, self.mask), ended, position
-            )
+            self._write(PendingStep(step_record(step, self.mask), ended, position))
+
+    def turn_ended(self) -> None:
+        self.batched = True
+        self._flush()
 
     def run_finished(self, result: WorkflowResult) -> None:
+        self._flush()
+        self.batched = False
         self._safely(
             self.store.finish_run, result.workflow_id, result.status.value, result.finished_at,
             result.total_duration_ms,
         )  # fmt: skip
+
+    def _write(self, write: PendingWrite) -> None:
+        if not self.batched:
+            self._safely(self.store.save_batch, self.run_id, (write,))
+            return
+        if isinstance(write, PendingStep):
+            self.pending[(write.record.name, 0)] = write
+        else:
+            self.pending[(write.step, write.record.number)] = write
+
+    def _flush(self) -> None:
+        if self.pending and self.run_id is not None:
+            writes, self.pending = list(self.pending.values()), {}
+            self._safely(self.store.save_batch, self.run_id, writes)
 
     def _safely(self, write: Any, *args: Any, **kwargs: Any) -> None:
         """A failed write must not stop the run; it is remembered and reported at the end."""

@@ -26,7 +26,7 @@ from ci_orchestrator.errors import WorkflowError
 from ci_orchestrator.masking import MaskedStream
 from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
-from ci_orchestrator.shell import DEFAULT_GRACE, TAIL_BYTES, CancelToken, run_shell
+from ci_orchestrator.shell import DEFAULT_GRACE, TAIL_BYTES, CancelToken, encode_env, run_shell
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
 
 if TYPE_CHECKING:
@@ -225,6 +225,10 @@ class RunObserver:
     def step_finished(self, step: WorkflowStep) -> None:
         """A step reached its final status, skipped steps included."""
 
+    def turn_ended(self) -> None:
+        """The runner heard every event of this turn and is about to launch the steps it just
+        started, then wait: a good moment to write what was heard in one go."""
+
     def run_finished(self, result: WorkflowResult) -> None:
         """The run is over; every step has its final status."""
 
@@ -232,6 +236,7 @@ class RunObserver:
         """Output of a shell step (on the worker thread)."""
 
 
+_Launch = tuple[WorkflowStep, dict[str, str], CancelToken]
 _ENV_KEY = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -337,13 +342,17 @@ class _Run:
         # so that `when: always` steps started afterwards can still run.
         self.token = CancelToken()
         self.tokens = [self.token]
-        self.work: queue.SimpleQueue[tuple[WorkflowStep, dict[str, str], CancelToken] | None]
+        self.work: queue.SimpleQueue[_Launch | None]
         self.work = queue.SimpleQueue()
         self.stop_reason: str | None = None
         self.interrupts = 0
         self.exports: dict[str, dict[str, str]] = {}
+        # Kept as steps settle, so that handing results to an action costs one copy, not a scan
+        # of every step (20,000 steps would make that quadratic).
+        self.completed: dict[str, Any] = {}
         self.started = time.time()
-        self.base_env = dict(os.environ if runner.env is None else runner.env)
+        # Encoded once per run; each step adds its few own variables (`step_env`).
+        self.base_env = encode_env(os.environ if runner.env is None else runner.env)
         for step in self.steps.values():
             _reset(step)
 
@@ -391,34 +400,40 @@ class _Run:
         ready = graph.ReadySet(self.graph, priority)
         running = 0
         while ready or running:
+            launches = []
             while ready and running < self.runner.jobs:
                 name = ready.pop()
-                if self.start(self.steps[name]):
+                launch = self.start(self.steps[name])
+                if launch is not None:
+                    launches.append(launch)
                     running += 1
                 else:
                     ready.done(name)
+            # What this turn heard is written before the steps it started begin: a killed runner
+            # never leaves a finished step unrecorded while its successors run.
+            self.notify("turn_ended")
+            for launch in launches:
+                self.work.put(launch)
             if running:
-                finished = self.wait()
-                if finished is not None:
+                for finished in self.wait():
                     running -= 1
                     ready.done(finished)
 
-    def start(self, step: WorkflowStep) -> bool:
-        """Start a ready step on the pool, or settle it as skipped; True when it started."""
+    def start(self, step: WorkflowStep) -> _Launch | None:
+        """Start a ready step (to be launched on the pool), or settle it as skipped."""
         reason = self.skip_reason(step)
         if reason is not None:
             self.finish(step, StepStatus.SKIPPED, reason)
-            return False
+            return None
         step.status = StepStatus.RUNNING
         step.started_at = time.time()
         env = self.step_env(step)
         self.notify("step_started", step)
-        self.work.put((step, env, self.token))
-        return True
+        return (step, env, self.token)
 
     def results(self) -> dict[str, Any]:
-        """Results of the steps that completed so far, by name."""
-        return {n: s.result for n, s in self.steps.items() if s.status is StepStatus.COMPLETED}
+        """Results of the steps that completed so far, by name (a copy: the run goes on)."""
+        return dict(self.completed)
 
     def skip_reason(self, step: WorkflowStep) -> str | None:
         if self.interrupts:
@@ -443,24 +458,33 @@ class _Run:
             return self.stop_reason
         return None
 
-    def wait(self) -> str | None:
-        """Handle one event from the workers; the name of a step that finished, if one did."""
+    def wait(self) -> list[str]:
+        """Handle the events the workers sent (waiting for the first); the steps that finished."""
+        finished: list[str] = []
         try:
-            kind, payload = self.events.get(timeout=0.5)
+            event = self.events.get(timeout=0.5)
         except queue.Empty:
-            return None
+            return finished
         except KeyboardInterrupt:
-            kind, payload = "interrupt", None
+            event = ("interrupt", None)
+        while True:
+            self.handle(*event, finished)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return finished
+            except KeyboardInterrupt:
+                event = ("interrupt", None)
+
+    def handle(self, kind: str, payload: Any, finished: list[str]) -> None:
         if kind == "attempt":
             step, attempt = payload
             self.notify("attempt_finished", step, attempt)
         elif kind == "interrupt":
             self.interrupt()
         elif kind == "done":
-            step = payload
-            self.settled(step)
-            return str(step.name)
-        return None
+            self.settled(payload)
+            finished.append(str(payload.name))
 
     def interrupt(self) -> None:
         self.interrupts += 1
@@ -468,6 +492,8 @@ class _Run:
             token.cancel("run interrupted", force=self.interrupts > 1)
 
     def settled(self, step: WorkflowStep) -> None:
+        if step.status is StepStatus.COMPLETED:
+            self.completed[step.name] = step.result
         if step.status is StepStatus.FAILED and self.runner.fail_fast and self.stop_reason is None:
             self.stop_reason = f"not started: fail-fast after {step.name!r} failed"
             self.token.cancel(f"stopped: fail-fast after {step.name!r} failed")
@@ -488,8 +514,8 @@ class _Run:
         return RunStatus.PASSED
 
     def step_env(self, step: WorkflowStep) -> dict[str, str]:
-        env = dict(self.base_env)
-        env.update(step.env)
+        """The variables of a step on top of the run's environment (`_Execution.child_env`)."""
+        env = dict(step.env)
         if self.exports:
             for name in graph.ancestors(self.graph, [step.name]) & self.exports.keys():
                 env.update(self.exports[name])
@@ -584,6 +610,11 @@ class _Execution:
         step.tests = merge_runs(step.tests, cases)
         step.junit_problems = [*step.junit_problems, *problems]
 
+    def child_env(self) -> dict[bytes, bytes]:
+        env = dict(self.run_.base_env)
+        env.update(encode_env(self.env))
+        return env
+
     def open_log(self) -> None:
         path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
         self.log = StepLog(path)
@@ -599,7 +630,7 @@ class _Execution:
                 outcome = run_shell(
                     condition,
                     log=log_,
-                    env=self.env,
+                    env=self.child_env(),
                     cwd=self.step.cwd,
                     cancel=self.token,
                     grace=self.step.grace,
@@ -693,7 +724,7 @@ class _Execution:
         outcome = run_shell(
             step.action,
             log=stream or self.log,
-            env=self.env,
+            env=self.child_env(),
             cwd=step.cwd,
             timeout=step.timeout,
             cancel=self.token,
@@ -732,7 +763,7 @@ class _Execution:
     def call(self) -> None:
         step = self.step
         assert callable(step.action)
-        args = _call_args(step.action, self.run_.context, self.run_.results())
+        args = _call_args(step.action, self.run_.context, self.run_.results)
         if step.timeout is None:
             step.result = step.action(*args)
             return
@@ -794,16 +825,20 @@ def read_outputs(path: Path) -> dict[str, str]:
     return outputs
 
 
-def _call_args(action: Callable[..., Any], context: Any, results: Any) -> tuple[Any, ...]:
-    """Python actions take (), (context) or (context, results), by their signature."""
+def _call_args(
+    action: Callable[..., Any], context: Any, results: Callable[[], Any]
+) -> tuple[Any, ...]:
+    """Python actions take (), (context) or (context, results), by their signature; the results
+    are copied only for an action that takes them."""
     try:
         params = inspect.signature(action).parameters.values()
     except (TypeError, ValueError):
         return (context,)
     if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return (context, results)
+        return (context, results())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return (context, results)[: min(len(positional), 2)]
+    count = min(len(positional), 2)
+    return (context, results())[:count] if count == 2 else (context,)[:count]
 
 
 def _call_with_timeout(
