@@ -1,9 +1,11 @@
 """Trend charts: the analytics' buckets from a real SQLite journal, the Mermaid `xychart-beta`
-they become (golden), the budget that drops them first, and step names that try to break out."""
+they become (golden, and checked against the grammar of the subset we emit), the budget that
+drops them first, and step names that try to break out."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,64 @@ from ci_orchestrator.records import (
 from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
 from ci_orchestrator.render.charts import chart_text, to_xychart, trend_charts
 from ci_orchestrator.render.markdown import render_markdown, trends_section
-from tests.conftest import assert_golden
+from tests.conftest import GOLDEN, assert_golden
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z, a Wednesday
 DAY = 86_400.0
 HOSTILE_STEP = 'e2e"] ```\n%%{init: {"theme": "dark"}}%%<script>alert(1)</script>'
 HOSTILE_TEST = "test_<img src=x onerror=alert(1)>]]`"
 HOSTILE_LOG = "</pre></details><script>alert(1)</script>\n```\n<a href=https://evil.test>x</a>"
+
+# The xychart-beta subset the renderer emits (the mermaid CLI needs a browser download, so the
+# grammar is checked here): a quoted string has no quote inside; a label is one or unquoted.
+_QUOTED = r'"[^"\n]*"'
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+_LABEL = rf"(?:{_QUOTED}|[\w.:/+-]+)"
+_LIST = r"\[\s*(?:{item}(?:\s*,\s*{item})*)?\s*\]"
+_XYCHART = (
+    ("title", re.compile(rf"    title ({_QUOTED})")),
+    ("x-axis", re.compile(rf"    x-axis (?:{_QUOTED} )?({_LIST.format(item=_LABEL)})")),
+    ("y-axis", re.compile(rf'    y-axis "[^"\n]+" ({_NUMBER}) --> ({_NUMBER})')),
+)
+_SERIES = re.compile(rf"    (bar|line) ({_LIST.format(item=_NUMBER)})")
+
+
+def assert_xychart(body: str) -> None:
+    """`body` (a mermaid block without its fence) is valid xychart-beta of our subset: the header,
+    title, x-axis with its labels, y-axis min --> max, then one or more bar/line series, each with
+    as many finite numbers as there are labels."""
+    lines = body.split("\n")
+    assert lines[0] == "xychart-beta", lines[0]
+    matches = []
+    for (name, pattern), line in zip(_XYCHART, lines[1:4], strict=True):
+        match = pattern.fullmatch(line)
+        assert match, f"bad {name} line: {line!r}"
+        matches.append(match)
+    labels = re.findall(_LABEL, matches[1].group(1)[1:-1])
+    low, high = (float(v) for v in matches[2].groups())
+    assert low < high, matches[2].group(0)  # _NUMBER admits no nan or inf
+    assert 1 <= len(labels) <= 30, labels
+    assert lines[4:], "no series"
+    for line in lines[4:]:
+        series = _SERIES.fullmatch(line)
+        assert series, f"bad series line: {line!r}"
+        values = [float(v) for v in re.findall(_NUMBER, series.group(2))]
+        assert len(values) == len(labels), line
+        assert all(math.isfinite(v) and low <= v <= high for v in values), line
+
+
+def mermaid_blocks(markdown: str) -> list[str]:
+    """The bodies of the ```mermaid blocks (any fence length)."""
+    found = re.findall(r"^(`{3,})mermaid\n(.*?)\n\1$", markdown, re.MULTILINE | re.DOTALL)
+    return [body for _, body in found]
+
+
+def assert_charts_valid(markdown: str) -> int:
+    """Every xychart block of `markdown` checked; their count."""
+    charts = [b for b in mermaid_blocks(markdown) if b.startswith("xychart-beta")]
+    for body in charts:
+        assert_xychart(body)
+    return len(charts)
 
 
 def passed(name: str, ms: float, **fields: Any) -> StepRecord:
@@ -128,6 +181,8 @@ def test_trend_is_bucketed_to_at_most_30_points(tmp_path: Path) -> None:
     assert len(trend.flake_rates[0].points) <= 30
     charts = trend_charts(trend).charts
     assert all(len(chart.labels) <= 30 for chart in charts)
+    for chart in charts:
+        assert_xychart(to_xychart(chart))
     assert charts[0].title == "Run duration per 3 days"
 
 
@@ -135,12 +190,46 @@ def test_markdown_charts_golden(store: JournalStore) -> None:
     report = health(store)
     assert_golden("trends.md", trends_section(report) + "\n")
     assert_golden("health_trends.md", render_markdown(report))
+    assert assert_charts_valid(trends_section(report)) == 5
+    assert assert_charts_valid(render_markdown(report)) == 5
+
+
+def test_golden_charts_are_valid_xychart() -> None:
+    counts = {
+        path.name: assert_charts_valid(path.read_text(encoding="utf-8"))
+        for path in sorted(GOLDEN.glob("*.md"))
+    }
+    assert counts["trends.md"] == counts["health_trends.md"] == 5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        'xychart\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    bar [1]',
+        'xychart-beta\n    title "t"t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    bar [1]',
+        'xychart-beta\n    title "t"\n    x-axis ["a", "b"]\n    y-axis "s" 0 --> 1\n    bar [1]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    bar [nan]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    bar [inf]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    bar [2]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 1 --> 1\n    bar [1]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1',
+        'xychart-beta\n    title "t"\n    x-axis [a b]\n    y-axis "s" 0 --> 1\n    bar [1]',
+        'xychart-beta\n    title "t"\n    x-axis ["a"]\n    y-axis "s" 0 --> 1\n    pie [1]',
+    ],
+)
+def test_the_xychart_checker_rejects_bad_charts(bad: str) -> None:
+    with pytest.raises(AssertionError):
+        assert_xychart(bad)
+    good = 'xychart-beta\n    title "t"\n    x-axis "d" ["a", b]\n    y-axis "s" 0 --> 1\n    bar [1, 0.5]'
+    assert_xychart(good)
 
 
 def test_units_follow_the_range() -> None:
     def durations(ms: float) -> str:
         points = tuple(TrendBucket(T0 + i * DAY, 1, ms, ms * 2) for i in range(3))
-        return trend_charts(Trend(1, points, ())).charts[0].axis
+        chart = trend_charts(Trend(1, points, ())).charts[0]
+        assert_xychart(to_xychart(chart))
+        return chart.axis
 
     assert durations(20_000) == "Seconds"
     assert durations(300_000) == "Minutes"
@@ -175,6 +264,7 @@ def test_hostile_names_cannot_break_the_chart(store: JournalStore) -> None:
     fences = re.findall(r"^(`{3,})mermaid$", section, re.MULTILINE)
     blocks = re.findall(r"^(`{3,})mermaid\n(.*?)\n\1$", section, re.MULTILINE | re.DOTALL)
     assert len(blocks) == len(fences) == 5
+    assert assert_charts_valid(section) == 5
     for _, body in blocks:
         lines = body.split("\n")
         assert lines[0] == "xychart-beta"
@@ -197,6 +287,7 @@ def test_chart_text_is_inert(name: str) -> None:
     chart = trend_charts(
         Trend(1, (), (), (FlakeTrend(name, None, tuple(TrendBucket(i, 1, 0.5) for i in range(3))),))
     ).charts[0]
+    assert_xychart(to_xychart(chart))
     title = to_xychart(chart).split("\n")[1]
     assert title.count('"') == 2
 

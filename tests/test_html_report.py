@@ -4,6 +4,7 @@ its inline SVG, nothing loaded from anywhere, and hostile step, test and log tex
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,11 +12,21 @@ import pytest
 from click.testing import CliRunner
 
 from ci_orchestrator.cli import cli
-from ci_orchestrator.commands.report import ReportOptions, build_report
+from ci_orchestrator.commands.report import ReportOptions, build_report, render
 from ci_orchestrator.journal import JournalStore
-from ci_orchestrator.records import RunLinks
+from ci_orchestrator.records import HealthReport, RunLinks
+from ci_orchestrator.render.charts import Charts, to_xychart, trend_charts
 from ci_orchestrator.render.html import render_html, render_html_all
-from tests.test_charts import HOSTILE_LOG, HOSTILE_STEP, HOSTILE_TEST, seed
+from tests.test_charts import (
+    DAY,
+    HOSTILE_LOG,
+    HOSTILE_STEP,
+    HOSTILE_TEST,
+    T0,
+    assert_charts_valid,
+    assert_xychart,
+    seed,
+)
 
 VOID = {"meta", "br", "rect", "line", "polyline", "circle", "path", "input", "img", "link"}
 RUN_PAGE = "https://github.com/o/r/actions/runs/42"
@@ -101,6 +112,7 @@ def test_structure_has_the_markdown_sections(document: str) -> None:
     nodes = [name for name in classes if name.startswith("node")]
     assert sorted(nodes) == ["node s-completed"] * 3 + ["node s-failed"]
     assert "prefers-color-scheme: dark" in document
+    assert len(document.encode()) < HTML_LIMIT
 
 
 def test_failures_are_collapsible_with_their_log_tail(document: str) -> None:
@@ -183,3 +195,113 @@ def test_several_pipelines_under_an_overview(store: JournalStore) -> None:
     assert next(text for stack, text in tree.texts if stack[-1:] == ("h1",)).startswith(
         "Pipeline health: 2 pipelines"
     )
+
+
+# --- bad input: any journal gives a readable page of bounded size ---
+
+HTML_LIMIT = 100_000  # bytes; docs/reports.md states it
+UNITS = {"Seconds", "Minutes", "Hours", "Pass rate (percent)", "Flake rate (percent)"}
+HOUR_MS = 3_600_000.0
+
+
+def bulk(path: Path, runs: Sequence[tuple[float, float | None, str]]) -> JournalStore:
+    """A journal of `(started_at, duration_ms, status)` runs, each with one step, `build`, that
+    is flaky in one run in five, written with executemany on the journal's schema (fast enough
+    for 100,000 runs)."""
+    store = JournalStore(path)
+    states = {"passed": "completed", "failed": "failed"}
+    run_rows, step_rows = [], []
+    for n, (started, ms, status) in enumerate(runs):
+        finished = None if ms is None else started + ms / 1000
+        flaky = int(n % 5 == 0 and status == "passed")
+        run_rows.append((f"B{n:06d}", "bulk", status, started, finished, ms, "ci"))
+        step_rows.append(
+            (f"B{n:06d}", "bulk", "build", states.get(status, "running"), started, finished,
+             ms or 0.0, 1 + flaky, flaky)
+        )  # fmt: skip
+    with store.transaction() as db:
+        db.executemany(
+            "INSERT INTO runs (id, pipeline, status, started_at, finished_at, duration_ms,"
+            " trigger) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            run_rows,
+        )
+        db.executemany(
+            "INSERT INTO steps (run_id, pipeline, name, status, started_at, finished_at,"
+            " duration_ms, attempts, flaky) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            step_rows,
+        )
+    return store
+
+
+def readable(store: JournalStore) -> tuple[HealthReport, Charts, str]:
+    """The report's page and charts, after checking what every journal must give: nothing
+    raises, a balanced page under `HTML_LIMIT` with an SVG per chart, at most 30 points per
+    chart in a known unit, and valid Mermaid for each."""
+    report = build_report(store, ReportOptions(pipeline="bulk"), env={})
+    page = render_html(report)
+    drawn = trend_charts(report.trend)
+    assert len(page.encode()) < HTML_LIMIT
+    assert parse(page).balanced
+    assert page.count('<svg class="chart"') == len(drawn.charts)
+    for chart in drawn.charts:
+        assert 3 <= len(chart.labels) <= 30
+        assert len(set(chart.labels)) == len(chart.labels)  # no two buckets share a label
+        assert chart.axis in UNITS
+        assert_xychart(to_xychart(chart))
+    markdown = render(report, "markdown")
+    assert assert_charts_valid(markdown) == len(drawn.charts)
+    return report, drawn, page
+
+
+def test_one_run_is_a_note(tmp_path: Path) -> None:
+    _, drawn, page = readable(bulk(tmp_path / "j.db", [(T0, 60_000.0, "passed")]))
+    assert drawn.charts == ()
+    assert "left out, 1 day with runs (3 needed)" in page
+
+
+def test_no_finished_run(tmp_path: Path) -> None:
+    runs = [(T0 + day * DAY, None, "running") for day in range(5)]
+    _, drawn, page = readable(bulk(tmp_path / "j.db", runs))
+    assert drawn == Charts(
+        (), ("Duration and pass rate charts: left out, 0 days with runs (3 needed).",)
+    )
+    assert "Duration and pass rate charts: left out" in page
+
+
+def test_five_years_is_30_weekly_points(tmp_path: Path) -> None:
+    runs = [(T0 + day * DAY, 60_000.0 + day, "failed" if day % 9 == 0 else "passed")
+            for day in range(5 * 365)]  # fmt: skip
+    report, drawn, _ = readable(bulk(tmp_path / "j.db", runs))
+    assert report.trend is not None
+    assert report.trend.bucket_days == 7  # the widest bucket: the latest 30 weeks
+    assert [len(c.labels) for c in drawn.charts] == [30, 30, 30]
+    assert drawn.charts[0].axis == "Seconds"
+
+
+def test_a_hundred_thousand_runs(tmp_path: Path) -> None:
+    runs = [(T0 + n * 900.0, 30_000.0 + n % 600 * 1000, "failed" if n % 13 == 0 else "passed")
+            for n in range(100_000)]  # fmt: skip
+    report, drawn, _ = readable(bulk(tmp_path / "j.db", runs))
+    assert report.runs_considered > 0
+    assert [len(c.labels) for c in drawn.charts] == [30, 30, 30]
+    assert drawn.charts[0].axis == "Minutes"
+
+
+@pytest.mark.parametrize(
+    ("durations", "unit", "top"),
+    [
+        ((0.0,), "Seconds", 1.0),
+        ((0.0, 10 * HOUR_MS), "Hours", 10.0),
+        ((10 * HOUR_MS,), "Hours", 10.0),
+    ],
+)
+def test_extreme_durations(
+    tmp_path: Path, durations: tuple[float, ...], unit: str, top: float
+) -> None:
+    runs = [(T0 + n * DAY / 2, durations[n % len(durations)], "passed") for n in range(12)]
+    _, drawn, page = readable(bulk(tmp_path / "j.db", runs))
+    chart = drawn.charts[0]
+    assert (chart.axis, chart.top) == (unit, top)
+    assert all(0 <= v <= top for s in chart.series for v in s.values)
+    assert "nan" not in page.lower()
+    assert "inf" not in to_xychart(chart)
