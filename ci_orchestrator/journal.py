@@ -8,9 +8,11 @@ in-memory database with the same behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -145,6 +147,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tests ADD COLUMN body TEXT NOT NULL DEFAULT '';
     ALTER TABLE tests ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE tests ADD COLUMN reruns INTEGER NOT NULL DEFAULT 0;
+    """,
+    # The process group of each shell step while it runs (its leader's pid and start time), so
+    # that a run whose runner was killed can have its leftover steps ended by the next run.
+    """
+    CREATE TABLE processes (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started TEXT,
+        PRIMARY KEY (run_id, step, pid)
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -329,9 +342,11 @@ class JournalStore:
                 "UPDATE runs SET status = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
                 (status, finished_at, duration_ms, run_id),
             )
+            db.execute("DELETE FROM processes WHERE run_id = ?", (run_id,))
 
     def mark_abandoned(self, host: str, alive: Any) -> list[str]:
-        """Runs left 'running' on this host by a process that is gone: mark them abandoned."""
+        """Runs left 'running' on this host by a process that is gone: end the process groups
+        their steps left behind, and mark them abandoned, lasting up to the last thing they did."""
         rows = self.query(
             "SELECT id, pid, pid_started FROM runs WHERE status = 'running' AND host = ?", (host,)
         )
@@ -339,8 +354,25 @@ class JournalStore:
         if dead:
             with self.transaction() as db:
                 for run_id in dead:
-                    _abandon(db, run_id)
+                    end_leftovers(db, run_id)
+                    _abandon(db, run_id, self.last_output(run_id))
         return dead
+
+    def last_output(self, run_id: str) -> float | None:
+        """When the run's step logs were last written (they outlive a killed runner's events)."""
+        if self.path is None:
+            return None
+        folder = self.path.parent / "runs" / run_id
+        try:
+            return max((entry.stat().st_mtime for entry in os.scandir(folder)), default=None)
+        except OSError:
+            return None
+
+    def save_process(self, run_id: str, step: str, pid: int, started: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)", (run_id, step, pid, started)
+            )
 
     # --- reading ---
 
@@ -477,10 +509,52 @@ class PendingAttempt(NamedTuple):
 PendingWrite = PendingStep | PendingAttempt
 
 
-def _abandon(db: sqlite3.Connection, run_id: str) -> None:
+def end_leftovers(db: sqlite3.Connection, run_id: str) -> None:
+    """Kill the process groups of a dead run's steps that still run (the same leader: same pid
+    and start time, or members of its group started after it), then forget them."""
+    rows = db.execute("SELECT pid, started FROM processes WHERE run_id = ?", (run_id,)).fetchall()
+    for pid, started in rows:
+        if process_alive(pid, started) or _group_members(pid, started):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+    db.execute("DELETE FROM processes WHERE run_id = ?", (run_id,))
+
+
+def _group_members(pgid: int, started: str | None) -> bool:
+    """Processes of group `pgid` started no earlier than its leader did (the leader itself may
+    have exited, leaving its children running)."""
+    if started is None or not os.path.isdir("/proc"):
+        return False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if (
+            fields
+            and fields[2] == str(pgid)
+            and fields[0] != "Z"
+            and int(fields[19]) >= int(started)
+        ):
+            return True
+    return False
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, ... (None when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _abandon(db: sqlite3.Connection, run_id: str, last_output: float | None = None) -> None:
     last = db.execute(
         "SELECT max(coalesce(finished_at, started_at)) FROM steps WHERE run_id = ?", (run_id,)
     ).fetchone()[0]
+    if last_output is not None:
+        last = max(last or last_output, last_output)
     db.execute(
         "UPDATE steps SET status = 'cancelled', reason = 'run abandoned: the runner died'"
         " WHERE run_id = ? AND status IN ('running', 'pending')",
@@ -674,6 +748,11 @@ class WorkflowJournal(RunObserver):
             )  # fmt: skip
             self._write(PendingAttempt(step.name, record, attempt.started_at))
 
+    def process_started(self, step: WorkflowStep, pid: int) -> None:
+        # At once, not with the turn's batch: the one record a kill -9 must not lose.
+        if self.run_id is not None:
+            self._safely(self.store.save_process, self.run_id, step.name, pid, process_started(pid))
+
     def step_finished(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
@@ -856,12 +935,8 @@ def host_name() -> str:
 
 def process_started(pid: int) -> str | None:
     """The process's start time (clock ticks since boot), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
 
 
 def process_alive(pid: int | None, started: str | None) -> bool:

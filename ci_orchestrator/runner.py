@@ -225,6 +225,9 @@ class RunObserver:
     def step_finished(self, step: WorkflowStep) -> None:
         """A step reached its final status, skipped steps included."""
 
+    def process_started(self, step: WorkflowStep, pid: int) -> None:
+        """A shell step's process (the leader of its own process group) is running."""
+
     def turn_ended(self) -> None:
         """The runner heard every event of this turn and is about to launch the steps it just
         started, then wait: a good moment to write what was heard in one go."""
@@ -480,6 +483,8 @@ class _Run:
         if kind == "attempt":
             step, attempt = payload
             self.notify("attempt_finished", step, attempt)
+        elif kind == "spawned":
+            self.notify("process_started", *payload)
         elif kind == "interrupt":
             self.interrupt()
         elif kind == "done":
@@ -730,6 +735,7 @@ class _Execution:
             cancel=self.token,
             grace=step.grace,
             on_output=None if stream else self.forward,
+            on_spawn=lambda pid: self.run_.events.put(("spawned", (step, pid))),
         )
         step.tail = outcome.tail.decode("utf-8", errors="replace")
         if stream is not None:
@@ -784,7 +790,9 @@ class StepLog:
         if self.error is None and data:
             try:
                 if self.file is None:
-                    self.file = self.path.open("wb")
+                    # Unbuffered: each read of the pipe is one write, so a runner killed with -9
+                    # leaves the log complete (and dated by its last output).
+                    self.file = self.path.open("wb", buffering=0)
                 self.file.write(data)
             except OSError as exc:
                 self.error = exc.strerror or str(exc)

@@ -155,8 +155,10 @@ def run_shell(
     on_output: OutputCallback | None = None,
     grace: float = DEFAULT_GRACE,
     tail_bytes: int = TAIL_BYTES,
+    on_spawn: Callable[[int], object] | None = None,
 ) -> ShellOutcome:
-    """Run `command`, writing its output to `log` (and `on_output`) until it exits or is stopped."""
+    """Run `command`, writing its output to `log` (and `on_output`) until it exits or is stopped.
+    `on_spawn` hears the process's pid (its process group's id too) once it runs."""
     started = time.monotonic()
     argv = direct_argv(command, _search_path(env))
     try:
@@ -170,6 +172,8 @@ def run_shell(
             proc = _spawn(shell_argv(command), env, cwd)
         except OSError as exc:
             return ShellOutcome(None, False, False, time.monotonic() - started, b"", str(exc))
+    if on_spawn is not None:
+        on_spawn(proc.pid)
     watch = _Watch(proc, log, on_output, _Tail(tail_bytes, bytearray()), cancel, grace)
     watch.run(None if timeout is None else started + timeout)
     code = proc.returncode

@@ -335,3 +335,63 @@ def test_a_journal_in_a_missing_folder_is_an_error_not_a_new_folder(
     assert not (tmp_path / "nonexistent").exists()
     assert cli("run", "p.yml").returncode == 0  # the default state folder is still made
     assert (tmp_path / ".ci-orchestrator" / "journal.db").is_file()
+
+
+# --- 6. kill -9 of the runner ---
+
+
+def test_a_killed_runner_leaves_no_step_running_once_the_next_command_looks(
+    write: Write, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ci_orchestrator.journal import JournalStore
+    from ci_orchestrator.shell import process_gone
+
+    pid_file = tmp_path / "step.pid"
+    write(
+        "p.yml",
+        f"""
+        name: slow
+        steps:
+          wait:
+            run: 'echo $$ > {pid_file}; echo started; sleep 1; echo still here; sleep 30'
+        """,
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "ci_orchestrator", "run", "p.yml"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert runner.stdout is not None
+    for line in runner.stdout:  # the step's output, live
+        if "still here" in line:
+            break
+    else:
+        raise AssertionError("the runner ended before the step said it was still there")
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    runner.stdout.close()
+    step_pid = int(pid_file.read_text())
+    assert not process_gone(step_pid)  # the step's process group outlived its runner
+
+    done = cli("report")  # the next command that opens the journal ends it
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 10
+    while not process_gone(step_pid):  # SIGKILL to the group: a zombie counts as gone
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    store = JournalStore(Path(".ci-orchestrator/journal.db"))
+    run = store.latest_run("slow")
+    store.close()
+    assert run is not None
+    assert run.status == "abandoned"
+    assert run.duration_ms is not None
+    assert run.duration_ms >= 900  # up to the last output seen, not the step's start
+    assert cli("run", "p.yml", "--set", "wait=true").returncode == 0
+    assert os.path.exists(".ci-orchestrator/journal.db")
