@@ -32,9 +32,9 @@ _EXPORTS = {
     "WorkflowAnalytics": "analytics",
     "WorkflowInsight": "analytics",
     "WorkflowTemplate": "templates",
-    "ci_cd_template": "templates",
-    "code_review_template": "templates",
-    "data_pipeline_template": "templates",
+    "ci_cd_template": "config",
+    "code_review_template": "config",
+    "data_pipeline_template": "config",
     "WorkflowError": "errors",
     "CycleError": "errors",
     "TaskFailedError": "errors",
@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from ci_orchestrator.analytics import WorkflowAnalytics, WorkflowInsight
+    from ci_orchestrator.config import ci_cd_template, code_review_template, data_pipeline_template
     from ci_orchestrator.errors import ConfigError, CycleError, TaskFailedError, WorkflowError
     from ci_orchestrator.journal import JournalEntry, WorkflowJournal
     from ci_orchestrator.retry import RetryPolicy
@@ -94,12 +95,7 @@ if TYPE_CHECKING:
         WorkflowRunner,
         WorkflowStep,
     )
-    from ci_orchestrator.templates import (
-        WorkflowTemplate,
-        ci_cd_template,
-        code_review_template,
-        data_pipeline_template,
-    )
+    from ci_orchestrator.templates import WorkflowTemplate
     from ci_orchestrator.workflow import (
         Task,
         TaskResult,

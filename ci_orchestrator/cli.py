@@ -317,8 +317,8 @@ def report(
       ci-orchestrator report --branch main --format markdown >> "$GITHUB_STEP_SUMMARY"
       ci-orchestrator report --since 30d --format html -o report.html
     """
-    from ci_orchestrator.commands.report import ReportOptions
     from ci_orchestrator.commands.report import report as make_report
+    from ci_orchestrator.reporting import ReportOptions
 
     options = ReportOptions(
         journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue, output

@@ -1,7 +1,8 @@
 """Pipeline files to a `Pipeline` model: YAML with file:line errors, `extends`, and overrides.
 
-The rules of the format live in `schema.py`; this module reads files, resolves `extends` (a built-in
-template or another file), merges per step, checks the graph, and applies command-line overrides.
+The rules of the format live in `schema.py` and the model in `model.py`; this module reads files,
+resolves `extends` (a built-in template or another file), merges per step, checks the graph,
+applies command-line overrides, and loads the built-in templates as `WorkflowTemplate`s.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from ci_orchestrator.errors import (
     UsageError,
     WorkflowError,
 )
-from ci_orchestrator.retry import ExitFailure, RetryPolicy, StepTimeout
+from ci_orchestrator.model import Pipeline, Retry, Step
 
 if TYPE_CHECKING:
     import yaml
 
-    from ci_orchestrator.runner import WorkflowRunner, WorkflowStep
+    from ci_orchestrator.templates import WorkflowTemplate
 
 DEFAULT_FILE = ".ci-orchestrator.yml"
 
@@ -38,81 +39,6 @@ def _loader() -> Any:
     from ci_orchestrator.schema import yaml12_loader
 
     return yaml12_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-@dataclass(frozen=True)
-class Retry:
-    attempts: int = 1
-    delay: float = 0.0
-    backoff: float = 2.0
-    max_delay: float | None = None
-    jitter: float | None = None
-    on: tuple[str, ...] = ("failure", "timeout")
-    exit_codes: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, raw: int | Mapping[str, Any] | None) -> Retry:
-        if raw is None:
-            return cls()
-        if isinstance(raw, int):
-            return cls(attempts=raw)
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**values)
-
-    def policy(self) -> RetryPolicy:
-        kinds = {"failure": ExitFailure, "timeout": StepTimeout}
-        return RetryPolicy(
-            max_attempts=self.attempts,
-            initial_delay=self.delay,
-            max_delay=self.max_delay if self.max_delay is not None else max(self.delay, 3600.0),
-            exponential_base=self.backoff,
-            retry_on=tuple(kinds[k] for k in self.on),
-            jitter=self.jitter if self.jitter is not None else self.delay / 10,
-            exit_codes=frozenset(self.exit_codes),
-        )
-
-
-@dataclass(frozen=True)
-class Step:
-    """A step as the pipeline file describes it (after `extends` and defaults)."""
-
-    name: str
-    run: str | None
-    needs: tuple[str, ...] = ()
-    condition: str | None = None
-    when: str = "success"
-    timeout: float | None = None
-    kill_grace: float | None = None
-    retry: Retry = field(default_factory=Retry)
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    junit: tuple[str, ...] = ()
-    artifacts: tuple[str, ...] = ()  # what an exported workflow carries to the jobs after it
-    description: str = ""
-    location: str = ""  # file:line of the step's definition
-    skip_reason: str | None = None
-    need_locations: tuple[str, ...] = ()  # file:line of each entry of `needs`
-    typo_of: str | None = None  # a step `extends` adds, likely meant as this step of the base
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    name: str
-    steps: Mapping[str, Step]
-    source: str  # the file (or `template:NAME`) it was read from
-    base_dir: Path
-    description: str = ""
-    setup: tuple[str, ...] = ()  # `setup:` commands: run by `run --setup` and exported jobs
-
-    def graph(self) -> dict[str, list[str]]:
-        return {name: list(step.needs) for name, step in self.steps.items()}
-
-    def step(self, name: str, option: str) -> Step:
-        """The named step, or a usage error that suggests the closest name."""
-        if name not in self.steps:
-            hint = graph.closest(name, self.steps)
-            raise UsageError(f"{option}: no step named {name!r} in {self.source}{hint}")
-        return self.steps[name]
 
 
 # --- reading files ---
@@ -558,36 +484,28 @@ def setup_script(commands: Iterable[str]) -> str:
     return commands[0] if len(commands) == 1 else "\n".join(["set -e", *commands])
 
 
-# --- to a runner ---
+# --- the built-in templates ---
 
 
-def build_runner(pipeline: Pipeline, **runner_options: Any) -> WorkflowRunner:
-    """A `WorkflowRunner` for the pipeline; `runner_options` go to its constructor."""
-    from ci_orchestrator.runner import WorkflowRunner
+def load_template(name: str) -> WorkflowTemplate:
+    """The built-in template `name`, loaded like any pipeline file."""
+    from ci_orchestrator.templates import WorkflowTemplate, template_path, template_text
 
-    runner = WorkflowRunner(pipeline.name, **runner_options)
-    for step in pipeline.steps.values():
-        add_to_runner(runner, step, step.run, pipeline.base_dir)
-    return runner
+    template_text(name)  # a clear error for an unknown name
+    pipeline = load_pipeline(template_path(name))
+    return WorkflowTemplate(pipeline.name, pipeline.description, tuple(pipeline.steps.values()))
 
 
-def add_to_runner(runner: WorkflowRunner, step: Step, action: Any, base_dir: Path) -> WorkflowStep:
-    options: dict[str, Any] = {}
-    if step.kill_grace is not None:
-        options["grace"] = step.kill_grace
-    cwd = str(base_dir / step.cwd) if step.cwd else None
-    return runner.add_step(
-        step.name,
-        action,
-        list(step.needs),
-        step.timeout,
-        retry=step.retry.policy(),
-        condition=step.condition,
-        when=step.when,
-        env=dict(step.env),
-        cwd=cwd,
-        junit=[str(base_dir / j) for j in step.junit],
-        description=step.description,
-        skip_reason=step.skip_reason,
-        **options,
-    )
+def ci_cd_template() -> WorkflowTemplate:
+    """lint -> build -> test -> deploy (deploy only on the default branch)."""
+    return load_template("ci_cd")
+
+
+def code_review_template() -> WorkflowTemplate:
+    """generate -> test -> review -> merge (merge only on the default branch)."""
+    return load_template("code_review")
+
+
+def data_pipeline_template() -> WorkflowTemplate:
+    """ingest -> validate -> transform -> export."""
+    return load_template("data_pipeline")

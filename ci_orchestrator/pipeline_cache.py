@@ -18,7 +18,7 @@ from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.state import STATE_DIR
 
 if TYPE_CHECKING:
-    from ci_orchestrator.config import Pipeline
+    from ci_orchestrator.model import Pipeline
 
 CACHE_FILE = STATE_DIR / "cache" / "pipelines.json"
 _ENTRIES_KEPT = 32
@@ -85,7 +85,7 @@ def pipeline_to_json(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def pipeline_from_json(data: dict[str, Any]) -> Pipeline:
-    from ci_orchestrator.config import Pipeline, Retry, Step
+    from ci_orchestrator.model import Pipeline, Retry, Step
 
     steps = {}
     for name, raw in data["steps"].items():

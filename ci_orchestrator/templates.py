@@ -1,4 +1,7 @@
-"""The built-in templates (YAML files shipped inside the wheel) and `WorkflowTemplate`."""
+"""The built-in templates (YAML files shipped inside the wheel) and `WorkflowTemplate`.
+
+Where the templates are and what they are called; the loader (`config.load_template`) reads them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from ci_orchestrator.errors import UsageError
 from ci_orchestrator.graph import closest
 
 if TYPE_CHECKING:
-    from ci_orchestrator.config import Step
+    from ci_orchestrator.model import Step
     from ci_orchestrator.runner import WorkflowRunner
 
 
@@ -58,7 +61,7 @@ class WorkflowTemplate:
 
         Steps without an override keep the template's command, or are skipped as not configured.
         """
-        from ci_orchestrator.config import add_to_runner
+        from ci_orchestrator.model import add_to_runner
         from ci_orchestrator.runner import WorkflowRunner
 
         overrides = dict(overrides or {})
@@ -72,26 +75,3 @@ class WorkflowTemplate:
         for step in self.steps:
             add_to_runner(runner, step, overrides.get(step.name, step.run), Path.cwd())
         return runner
-
-
-def load_template(name: str) -> WorkflowTemplate:
-    from ci_orchestrator.config import load_pipeline
-
-    template_text(name)  # a clear error for an unknown name
-    pipeline = load_pipeline(template_path(name))
-    return WorkflowTemplate(pipeline.name, pipeline.description, tuple(pipeline.steps.values()))
-
-
-def ci_cd_template() -> WorkflowTemplate:
-    """lint -> build -> test -> deploy (deploy only on the default branch)."""
-    return load_template("ci_cd")
-
-
-def code_review_template() -> WorkflowTemplate:
-    """generate -> test -> review -> merge (merge only on the default branch)."""
-    return load_template("code_review")
-
-
-def data_pipeline_template() -> WorkflowTemplate:
-    """ingest -> validate -> transform -> export."""
-    return load_template("data_pipeline")

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.commands.run import NEEDS_ENV as RUN_NEEDS_ENV
-from ci_orchestrator.config import Overrides, Pipeline, apply_overrides, load_pipeline
+from ci_orchestrator.config import Overrides, apply_overrides, load_pipeline
 from ci_orchestrator.errors import UsageError
 from ci_orchestrator.github.export import (
     JOB_ID,
@@ -39,6 +39,7 @@ from ci_orchestrator.github.export_cli import (
     workflow_target,
 )
 from ci_orchestrator.journal import JournalStore
+from ci_orchestrator.model import Pipeline
 from tests.conftest import assert_golden, cli
 from tests.test_action import check_jsonschema, load_yaml, serious, summarize, zizmor_findings
 

@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from ci_orchestrator.commands.report import ReportOptions, build_report
 from ci_orchestrator.errors import UsageError
 from ci_orchestrator.github.cli import publish_issue
 from ci_orchestrator.github.client import APIError
@@ -19,6 +18,7 @@ from ci_orchestrator.github.issues import (
 from ci_orchestrator.journal import JournalStore
 from ci_orchestrator.records import HealthReport
 from ci_orchestrator.render.markdown import render_markdown
+from ci_orchestrator.reporting import ReportOptions, build_report
 from ci_orchestrator.state import STATE_DIR
 from tests.github_server import (
     ACTIONS_BOT,

@@ -16,7 +16,7 @@ from ci_orchestrator.junit_reader import read_junit
 from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord
 from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
 from ci_orchestrator.render.junit import OUTPUT_BUDGET, TAIL_LIMIT, render_junit, write_junit
-from ci_orchestrator.render.markdown import strip_ansi
+from ci_orchestrator.render.text import strip_ansi
 from tests.conftest import assert_golden
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z

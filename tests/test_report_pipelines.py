@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ci_orchestrator.commands.report import ReportOptions, build_reports, open_store
 from ci_orchestrator.render.markdown import render_markdown_all
+from ci_orchestrator.reporting import ReportOptions, build_reports, open_store
 from tests.conftest import cli
 
 # `test` fails on the runs listed in the file fail-on (counting them in the file count).

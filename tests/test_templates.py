@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from ci_orchestrator.config import ci_cd_template, code_review_template, data_pipeline_template
 from ci_orchestrator.errors import UsageError
 from ci_orchestrator.runner import StepStatus
-from ci_orchestrator.templates import (
-    ci_cd_template,
-    code_review_template,
-    data_pipeline_template,
-    template_names,
-)
+from ci_orchestrator.templates import template_names
 
 CHAINS = {
     "ci_cd": ["lint", "build", "test", "deploy"],

@@ -6,12 +6,12 @@ import json
 import sys
 from typing import TextIO
 
-from ci_orchestrator.config import load_pipeline, typo_warnings
+from ci_orchestrator.config import load_pipeline, load_template, typo_warnings
 from ci_orchestrator.errors import ConfigError, ExitCode, UsageError
 from ci_orchestrator.render import graph as render_graph
 from ci_orchestrator.render import plural
 from ci_orchestrator.schema import json_schema
-from ci_orchestrator.templates import load_template, template_names, template_text
+from ci_orchestrator.templates import template_names, template_text
 
 
 def validate(target: str | None, out: TextIO, strict: bool = False) -> int:

@@ -17,9 +17,7 @@ from ci_orchestrator.config import (
     DEFAULT_FILE,
     SETUP_STEP,
     Overrides,
-    Pipeline,
     apply_overrides,
-    build_runner,
     load_pipeline,
     setup_script,
     split_junit,
@@ -37,6 +35,7 @@ from ci_orchestrator.github.actions import (
 )
 from ci_orchestrator.gitinfo import RunContext, detect
 from ci_orchestrator.masking import Masker, mask_record
+from ci_orchestrator.model import Pipeline, build_runner
 from ci_orchestrator.render import plural
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
 from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
@@ -327,9 +326,9 @@ def job_summary(
     """The run's Markdown report, with history when there is a journal, within the 1 MiB;
     `masker` hides secrets in the report's texts before they are escaped."""
     from ci_orchestrator.analytics import Scope, WorkflowAnalytics
-    from ci_orchestrator.commands.report import actions_links, base_branch
     from ci_orchestrator.journal import JournalStore
     from ci_orchestrator.render.markdown import render_markdown
+    from ci_orchestrator.reporting import actions_links, base_branch
 
     store = journal.store if journal is not None else JournalStore()
     title = f"{record.pipeline} health"

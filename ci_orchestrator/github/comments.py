@@ -171,7 +171,7 @@ def comment_marker(pipeline: str) -> str:
 
 def report_for(options: CommentOptions, env: Mapping[str, str]) -> HealthReport:
     """The health report of the chosen run (default: the latest) from the journal."""
-    from ci_orchestrator.commands.report import ReportOptions, build_report, open_store
+    from ci_orchestrator.reporting import ReportOptions, build_report, open_store
 
     store = open_store(options.journal, env)
     try:

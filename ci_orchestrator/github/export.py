@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ci_orchestrator import graph, schema
-from ci_orchestrator.config import SETUP_STEP, Pipeline, Step
+from ci_orchestrator.config import SETUP_STEP
 from ci_orchestrator.errors import UsageError
+from ci_orchestrator.model import Pipeline, Step
 
 if TYPE_CHECKING:
     from ci_orchestrator.gitinfo import RunContext

@@ -132,8 +132,8 @@ class RunHead:
 
 def import_github(options: ImportOptions, env: Mapping[str, str], out: TextIO) -> int:
     """Read the history into the journal and print one line of what was added."""
-    from ci_orchestrator.commands.report import since_timestamp
     from ci_orchestrator.github.client import GitHubClient, Settings
+    from ci_orchestrator.reporting import since_timestamp
 
     since = since_timestamp(options.since) or 0.0
     settings = Settings.from_env(env, options.token)

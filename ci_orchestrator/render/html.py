@@ -30,14 +30,12 @@ from ci_orchestrator.render.markdown import (
     EVIDENCE_WORDS,
     FAILED_TESTS_SHOWN,
     TAIL_LEVELS,
-    clean,
     duration,
     failure_context,
     first_line,
     is_flaky_pass,
     kinds_text,
     label_words,
-    log_lines,
     overall_state,
     overview_headline,
     percent,
@@ -48,6 +46,7 @@ from ci_orchestrator.render.markdown import (
     step_note,
 )
 from ci_orchestrator.render.svg import chart_svg, dag_svg, esc
+from ci_orchestrator.render.text import clean, log_lines
 
 _STATUS_WORDS = {
     "completed": "passed",

@@ -31,7 +31,7 @@ import junit_xml
 
 from ci_orchestrator.durations import format_seconds
 from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord, TestCaseRecord
-from ci_orchestrator.render.markdown import strip_ansi
+from ci_orchestrator.render.text import strip_ansi
 
 # The tail goes in both <failure> and <system-out>, so a testcase holds at most ~64 KiB of log.
 TAIL_LIMIT = 32 * 1024

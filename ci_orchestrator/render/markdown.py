@@ -50,6 +50,7 @@ from ci_orchestrator.records import (
 )
 from ci_orchestrator.render.charts import to_xychart, trend_charts
 from ci_orchestrator.render.graph import to_mermaid
+from ci_orchestrator.render.text import clean, log_lines, one_line
 
 COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)
 SUMMARY_BUDGET = 1024 * 1024  # GitHub's limit on a step's job summary (bytes)
@@ -74,10 +75,6 @@ _BLOCK_START = re.compile(r"^(?:([#+=-])|(\d+)([.)]))")
 _BACKTICKS = re.compile(r"`+")
 # What GitHub links by itself, up to the point where a joiner breaks it.
 _AUTOLINKS = re.compile(r"@|#(?=\d)|\bGH-(?=\d)|:/(?=/)|\bww(?=w\.)", re.IGNORECASE)
-_NEWLINES = re.compile(r"[\r\n]+")
-_UNENCODABLE = re.compile(r"[\x00\ud800-\udfff]")
-# Terminal colour and cursor sequences (CSI, OSC, two-character escapes): noise in any report.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 
 
 @dataclass(frozen=True)
@@ -265,20 +262,6 @@ def marker_line(marker: str) -> str:
 # --- escaping ---
 
 
-def clean(text: str) -> str:
-    """What cannot be encoded (lone surrogates) or is invalid in Markdown (NUL) becomes U+FFFD."""
-    return _UNENCODABLE.sub("\ufffd", text)
-
-
-def strip_ansi(text: str) -> str:
-    """`text` without terminal escape sequences (shared by the JUnit and text renderers)."""
-    return _ANSI.sub("", text)
-
-
-def one_line(text: str) -> str:
-    return _NEWLINES.sub(" ", clean(text))
-
-
 def clip(text: str, limit: int = CELL_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -321,17 +304,6 @@ def fenced(text: str, info: str = "") -> str:
     """A fenced code block no line of `text` can close."""
     fence = "`" * max(3, longest_backtick_run(text) + 1)
     return f"{fence}{info}\n{text}\n{fence}"
-
-
-def log_lines(tail: str, lines: int, chars: int) -> str:
-    """The last `lines` lines of a log, at most `chars` characters, as a terminal would show them:
-    colour codes removed and a line redrawn with `\\r` reduced to its last state."""
-    text = clean(tail[-(chars * 2 + 2048) :])  # the rest cannot be shown; don't scan megabytes
-    text = strip_ansi(text).replace("\r\n", "\n")
-    last = text.rstrip("\n").split("\n")[-lines:]
-    kept = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in last]
-    shown = "\n".join(kept)
-    return shown if len(shown) <= chars else "…" + shown[-(chars - 1) :]
 
 
 # --- small formats ---

@@ -21,9 +21,9 @@ from ci_orchestrator.render.markdown import (
     pipeline_name,
     pipeline_state,
     ref_text,
-    strip_ansi,
 )
 from ci_orchestrator.render.terminal import failure_reason
+from ci_orchestrator.render.text import strip_ansi
 
 TAIL_LINES = 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
