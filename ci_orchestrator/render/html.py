@@ -33,15 +33,14 @@ from ci_orchestrator.render.markdown import (
     duration,
     failure_context,
     first_line,
+    flaky_cells,
     is_flaky_pass,
-    kinds_text,
     label_words,
     overall_state,
     overview_headline,
     percent,
     pipeline_name,
     pipeline_state,
-    ref_text,
     signed_percent,
     step_note,
 )
@@ -439,17 +438,7 @@ def flaky_section(report: HealthReport) -> str:
 
 def flaky_table(what: str, group: Sequence[FlakyStep]) -> str:
     tests = what == "tests"
-    rows = [
-        [
-            esc(f.step),
-            *([esc(f.test or "")] if tests else []),
-            f"{f.flaky_runs}/{f.runs}",
-            percent(f.flake_rate),
-            esc(kinds_text(f.kinds)) or "—",
-            esc(ref_text(f.last_seen)) if f.last_seen else "—",
-        ]
-        for f in group
-    ]
+    rows = [flaky_cells(f, tests, esc) for f in group]
     headers = (
         "Step",
         *(["Test"] if tests else []),

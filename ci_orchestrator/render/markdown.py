@@ -808,19 +808,21 @@ def flaky_history(report: HealthReport, evidence: bool = True) -> list[str]:
     return blocks
 
 
+def flaky_cells(f: FlakyStep, tests: bool, escape: Callable[[str], str]) -> list[str]:
+    """One row of a flaky table (Markdown's or HTML's, by `escape`)."""
+    return [
+        escape(f.step),
+        *([escape(f.test or "")] if tests else []),
+        f"{f.flaky_runs}/{f.runs}",
+        percent(f.flake_rate),
+        escape(kinds_text(f.kinds)) or "—",
+        escape(ref_text(f.last_seen)) if f.last_seen else "—",
+    ]
+
+
 def flaky_table(what: str, group: Sequence[FlakyStep]) -> str:
     tests = what == "tests"
-    rows = [
-        [
-            md(f.step),
-            *([md(f.test or "")] if tests else []),
-            f"{f.flaky_runs}/{f.runs}",
-            percent(f.flake_rate),
-            md(kinds_text(f.kinds)) or "—",
-            md(ref_text(f.last_seen)) if f.last_seen else "—",
-        ]
-        for f in group
-    ]
+    rows = [flaky_cells(f, tests, md) for f in group]
     headers = ("Step", *(["Test"] if tests else []), "Flaky runs / runs", "Flake rate")
     grid = table(
         (*headers, "Evidence (runs)", "Last seen"), ("ll" if tests else "l") + "rrll", rows
