@@ -44,6 +44,7 @@ from ci_orchestrator.render.markdown import (
     signed_percent,
     step_note,
 )
+from ci_orchestrator.render.markdown import history_line as markdown_history_line
 from ci_orchestrator.render.svg import chart_svg, dag_svg, esc
 from ci_orchestrator.render.text import clean, log_lines
 
@@ -260,24 +261,8 @@ def step_counts(run: RunRecord) -> str:
 
 
 def history_line(report: HealthReport) -> str:
-    """42 runs since 2024-05-01 (9 on main) · pass rate 90.5% · mean duration 3m12s"""
-    if not report.runs_considered:
-        return ""
-    runs = f"{report.runs_considered} run{'s' if report.runs_considered != 1 else ''}"
-    runs += f" since {day(report.since)}" if report.since is not None else ""
-    runs += base_share(report.base)
-    parts = [runs]
-    parts += [f"pass rate {percent(report.pass_rate)}"] if report.pass_rate is not None else []
-    if report.mean_duration_ms is not None:
-        parts.append(f"mean duration {duration(report.mean_duration_ms)}")
-    return " · ".join(parts)
-
-
-def base_share(base: BaseComparison | None) -> str:
-    if base is None:
-        return ""
-    last = "last " if base.runs >= base.window else ""
-    return f" ({last}{base.runs} on {base.base})"
+    """The Markdown report's history line, as plain text (escaped where it is placed)."""
+    return markdown_history_line(report, escape=str)
 
 
 # --- steps, failures ---

@@ -383,13 +383,14 @@ def step_counts(run: RunRecord) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def history_line(report: HealthReport) -> str:
-    """42 runs since 2024-05-01 · pass rate 90.5% · mean duration 3m12s"""
+def history_line(report: HealthReport, escape: Callable[[str], str] = md) -> str:
+    """42 runs since 2024-05-01 (9 on main) · pass rate 90.5% · mean duration 3m12s; `escape`
+    makes the base branch's name safe where the line goes (Markdown by default)."""
     if not report.runs_considered:
         return ""
     runs = f"{report.runs_considered} run{'s' if report.runs_considered != 1 else ''}"
     runs += f" since {day(report.since)}" if report.since is not None else ""
-    parts = [runs + base_share(report.base)]
+    parts = [runs + base_share(report.base, escape)]
     if report.pass_rate is not None:
         parts.append(f"pass rate {percent(report.pass_rate)}")
     if report.mean_duration_ms is not None:
@@ -397,12 +398,12 @@ def history_line(report: HealthReport) -> str:
     return " · ".join(parts)
 
 
-def base_share(base: BaseComparison | None) -> str:
+def base_share(base: BaseComparison | None, escape: Callable[[str], str] = md) -> str:
     """`(9 on main)` after the run count: the base-branch runs the labels rest on."""
     if base is None:
         return ""
     last = "last " if base.runs >= base.window else ""
-    return f" ({last}{base.runs} on {md(base.base)})"
+    return f" ({last}{base.runs} on {escape(base.base)})"
 
 
 # --- (2) step table ---
