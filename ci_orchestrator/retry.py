@@ -74,9 +74,17 @@ class RetryPolicy:
             return error.exit_code in self.exit_codes
         return True
 
+    def retries(self, attempt: int, error: BaseException) -> bool:
+        """Whether attempt number `attempt` (1-based), failed with `error`, is followed by another:
+        the decision tenacity takes with `retrying()`, for a runner that waits in its own loop."""
+        return attempt < self.max_attempts and self.should_retry(error)
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after attempt number `attempt` failed, jitter included."""
+        return min(self.max_delay, self.get_delay(attempt) + random.uniform(0, self.jitter))
+
     def wait(self, state: RetryCallState) -> float:
-        delay = self.get_delay(state.attempt_number)
-        return min(self.max_delay, delay + random.uniform(0, self.jitter))
+        return self.delay_after(state.attempt_number)
 
     def retrying(
         self,

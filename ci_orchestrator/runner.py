@@ -1,8 +1,12 @@
-"""The synchronous Kahn runner: a DAG of shell steps (or Python callables) on a thread pool.
+"""The synchronous Kahn runner: a DAG of shell steps (or Python callables) in one event loop.
 
 A step starts the moment its own needs are done, up to `jobs` at once, the one with the longest
 remaining path first. Failures are data on the step (status, reason, attempts), not exceptions.
-Observers hear every event on the thread that called `run()`, so they need no locking.
+Every running shell step is a process watched by one selector on the thread that called `run()`
+(loop.py): its output, its exit, its timeout and retry delays are events of that loop, so starting
+a step or learning that it ended costs no hand-off between threads. Python actions run on a small
+thread pool and report back into the loop. Observers hear every event on that one thread, so they
+need no locking.
 """
 
 from __future__ import annotations
@@ -23,13 +27,22 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ci_orchestrator import graph
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import WorkflowError
+from ci_orchestrator.loop import Loop
 from ci_orchestrator.masking import MaskedStream
 from ci_orchestrator.records import TestCaseRecord
 from ci_orchestrator.retry import NO_RETRY, Cancelled, ExitFailure, RetryPolicy, StepTimeout
-from ci_orchestrator.shell import DEFAULT_GRACE, TAIL_BYTES, CancelToken, encode_env, run_shell
+from ci_orchestrator.shell import (
+    DEFAULT_GRACE,
+    TAIL_BYTES,
+    CancelToken,
+    Child,
+    ShellOutcome,
+    encode_env,
+)
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
 
 if TYPE_CHECKING:
+    from ci_orchestrator.loop import Timer
     from ci_orchestrator.masking import Masker
 
 log = logging.getLogger(__name__)
@@ -209,15 +222,15 @@ class RunInfo:
 class RunObserver:
     """Hears a run as it happens; override what you need.
 
-    Every method but `output` is called on the thread that called `run()`. `output` is called on the
-    step's worker thread, with raw bytes, as they arrive.
+    Every method, `output` included, is called on the thread that called `run()`, which runs the
+    event loop: an observer needs no lock, and a slow observer slows every step's streaming.
     """
 
     def run_started(self, run: RunInfo) -> None:
         """The run begins; no step has started."""
 
     def step_started(self, step: WorkflowStep) -> None:
-        """A step's needs are done and it starts (its condition is checked on its worker)."""
+        """A step's needs are done and it starts (its condition is checked next, in the loop)."""
 
     def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
         """One attempt of a step ended; more may follow."""
@@ -229,17 +242,16 @@ class RunObserver:
         """A shell step's process (the leader of its own process group) is running."""
 
     def turn_ended(self) -> None:
-        """The runner heard every event of this turn and is about to launch the steps it just
-        started, then wait: a good moment to write what was heard in one go."""
+        """The runner heard every event of this turn, started the steps that became ready (their
+        processes too) and is about to wait: a good moment to write what was heard in one go."""
 
     def run_finished(self, result: WorkflowResult) -> None:
         """The run is over; every step has its final status."""
 
     def output(self, step: WorkflowStep, chunk: bytes) -> None:
-        """Output of a shell step (on the worker thread)."""
+        """Output of a shell step, raw bytes as they arrive (on the loop's thread)."""
 
 
-_Launch = tuple[WorkflowStep, dict[str, str], CancelToken]
 _ENV_KEY = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -277,6 +289,7 @@ class WorkflowRunner:
         self.on_mask = on_mask  # hears each `::add-mask::` value as a step registers it
         self.steps: dict[str, WorkflowStep] = {}
         self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._loop: Loop | None = None  # the running run's loop, woken by `interrupt()`
 
     @property
     def step_count(self) -> int:
@@ -318,7 +331,10 @@ class WorkflowRunner:
 
     def interrupt(self) -> None:
         """Stop the run (safe to call from a signal handler); a second call kills at once."""
-        self._events.put(("interrupt", None))
+        self._events.put(("interrupt", None))  # SimpleQueue.put is reentrant
+        loop = self._loop
+        if loop is not None:
+            loop.wake()  # one write to a non-blocking pipe
 
     def run(self, context: Mapping[str, Any] | None = None) -> WorkflowResult:
         """Run every step; the result says how each ended. Raises `CycleError` before any runs."""
@@ -331,7 +347,7 @@ class WorkflowRunner:
 
 
 class _Run:
-    """The state of one execution of a runner's steps."""
+    """The state of one execution of a runner's steps, driven by one event loop on this thread."""
 
     def __init__(self, runner: WorkflowRunner, context: dict[str, Any]) -> None:
         self.runner = runner
@@ -345,8 +361,11 @@ class _Run:
         # so that `when: always` steps started afterwards can still run.
         self.token = CancelToken()
         self.tokens = [self.token]
-        self.work: queue.SimpleQueue[_Launch | None]
-        self.work = queue.SimpleQueue()
+        self.loop = Loop()
+        self.loop.on_keyboard_interrupt = self.interrupt
+        python_steps = sum(1 for step in self.steps.values() if callable(step.action))
+        self.pool = _Pool(self.loop, min(runner.jobs, python_steps))
+        self.ended: list[str] = []  # steps that reached their final status this turn
         self.stop_reason: str | None = None
         self.interrupts = 0
         self.exports: dict[str, dict[str, str]] = {}
@@ -370,17 +389,13 @@ class _Run:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # the steps still run: each says its log is missing
                 log.warning("cannot create the log folder %s: %s", self.log_dir, exc)
-        workers = [
-            threading.Thread(target=self.worker, name=f"cio-step-{i}", daemon=True)
-            for i in range(min(self.runner.jobs, len(self.steps)))
-        ]
-        for thread in workers:
-            thread.start()
+        self.runner._loop = self.loop
         try:
             self.schedule()
         finally:
-            for _ in workers:
-                self.work.put(None)
+            self.runner._loop = None
+            self.pool.close()
+            self.loop.close()
             for token in self.tokens:
                 token.close()
         status = self.final_status()
@@ -397,42 +412,44 @@ class _Run:
         return result
 
     def schedule(self) -> None:
+        """Kahn's algorithm over the loop's turns: start what is ready, let observers write what
+        the turn heard, wait for the next events (exits, output, timers, Python actions)."""
         weights = self.runner.weights
         default = median(weights.values()) if weights else 1.0
         priority = graph.longest_remaining_path(self.graph, weights, default)
         ready = graph.ReadySet(self.graph, priority)
         running = 0
         while ready or running:
-            launches = []
             while ready and running < self.runner.jobs:
                 name = ready.pop()
-                launch = self.start(self.steps[name])
-                if launch is not None:
-                    launches.append(launch)
+                if self.start(self.steps[name]):
                     running += 1
                 else:
                     ready.done(name)
-            # What this turn heard is written before the steps it started begin: a killed runner
-            # never leaves a finished step unrecorded while its successors run.
+            # What this turn heard (steps that ended, steps that started, their processes) is
+            # written in one go: a step is never recorded as started while a step it needs is
+            # not recorded as done.
             self.notify("turn_ended")
-            for launch in launches:
-                self.work.put(launch)
-            if running:
-                for finished in self.wait():
-                    running -= 1
-                    ready.done(finished)
+            if running and not self.ended:
+                self.loop.run_once()
+                self.handle_events()
+            for name in self.ended:
+                running -= 1
+                ready.done(name)
+            self.ended.clear()
 
-    def start(self, step: WorkflowStep) -> _Launch | None:
-        """Start a ready step (to be launched on the pool), or settle it as skipped."""
+    def start(self, step: WorkflowStep) -> bool:
+        """Start a ready step in the loop, or settle it as skipped (False)."""
         reason = self.skip_reason(step)
         if reason is not None:
             self.finish(step, StepStatus.SKIPPED, reason)
-            return None
+            return False
         step.status = StepStatus.RUNNING
         step.started_at = time.time()
         env = self.step_env(step)
         self.notify("step_started", step)
-        return (step, env, self.token)
+        _Execution(self, step, env, self.token).start()
+        return True
 
     def results(self) -> dict[str, Any]:
         """Results of the steps that completed so far, by name (a copy: the run goes on)."""
@@ -461,40 +478,29 @@ class _Run:
             return self.stop_reason
         return None
 
-    def wait(self) -> list[str]:
-        """Handle the events the workers sent (waiting for the first); the steps that finished."""
-        finished: list[str] = []
-        try:
-            event = self.events.get(timeout=0.5)
-        except queue.Empty:
-            return finished
-        except KeyboardInterrupt:
-            event = ("interrupt", None)
+    def handle_events(self) -> None:
+        """What `WorkflowRunner.interrupt()` left for the loop (it may run in a signal handler)."""
         while True:
-            self.handle(*event, finished)
             try:
-                event = self.events.get_nowait()
+                kind, _ = self.events.get_nowait()
             except queue.Empty:
-                return finished
-            except KeyboardInterrupt:
-                event = ("interrupt", None)
-
-    def handle(self, kind: str, payload: Any, finished: list[str]) -> None:
-        if kind == "attempt":
-            step, attempt = payload
-            self.notify("attempt_finished", step, attempt)
-        elif kind == "spawned":
-            self.notify("process_started", *payload)
-        elif kind == "interrupt":
-            self.interrupt()
-        elif kind == "done":
-            self.settled(payload)
-            finished.append(str(payload.name))
+                return
+            if kind == "interrupt":
+                self.interrupt()
 
     def interrupt(self) -> None:
         self.interrupts += 1
         for token in self.tokens:
             token.cancel("run interrupted", force=self.interrupts > 1)
+
+    def step_ended(self, step: WorkflowStep) -> None:
+        """A started step reached its final status (on the loop's thread)."""
+        if step.status is StepStatus.COMPLETED and isinstance(step.result, Mapping) and step.result:
+            self.exports[step.name] = {
+                output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()
+            }
+        self.settled(step)
+        self.ended.append(step.name)
 
     def settled(self, step: WorkflowStep) -> None:
         if step.status is StepStatus.COMPLETED:
@@ -535,64 +541,213 @@ class _Run:
             except Exception:
                 log.exception("observer %r failed on %s; the run goes on", observer, event)
 
-    # --- on the worker thread ---
 
-    def worker(self) -> None:
-        while (item := self.work.get()) is not None:
-            self.execute_step(*item)
+_Done = Callable[[Any, BaseException | None], None]  # how a Python action's end is reported
 
-    def execute_step(self, step: WorkflowStep, env: dict[str, str], token: CancelToken) -> None:
-        try:
-            _Execution(self, step, env, token).run()
-        except Exception as exc:  # a bug of ours: the step fails, the run goes on
-            log.exception("internal error while running step %r", step.name)
-            step.status, step.reason, step.error = (
-                StepStatus.FAILED,
-                f"internal error: {exc}",
-                str(exc),
-            )
-        finally:
-            if (
-                step.status is StepStatus.COMPLETED
-                and isinstance(step.result, Mapping)
-                and step.result
-            ):
-                self.exports[step.name] = {
-                    output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()
-                }
-            self.events.put(("done", step))
+
+class _Pool:
+    """Python actions run off the loop, on up to `size` daemon threads started as needed; each
+    reports back through the loop's wake-up pipe."""
+
+    def __init__(self, loop: Loop, size: int) -> None:
+        self.loop = loop
+        self.size = size
+        self.tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.threads = 0
+        self.busy = 0  # counted on the loop's thread
+
+    def submit(self, action: Callable[[], Any], done: _Done) -> None:
+        """Run `action()` on a thread; `done(value, error)` is then called on the loop's thread."""
+
+        def task() -> None:
+            value, error = _call(action)
+            self.loop.call_soon_threadsafe(lambda: self.finished(done, value, error))
+
+        self.busy += 1
+        if self.busy > self.threads and self.threads < self.size:
+            self.threads += 1
+            threading.Thread(target=self.work, name=f"cio-step-{self.threads}", daemon=True).start()
+        self.tasks.put(task)
+
+    def finished(
+        self,
+        done: Callable[[Any, BaseException | None], None],
+        value: Any,
+        error: BaseException | None,
+    ) -> None:
+        self.busy -= 1
+        done(value, error)
+
+    def work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            task()
+
+    def close(self) -> None:
+        for _ in range(self.threads):
+            self.tasks.put(None)
+
+
+def _call(action: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return action(), None
+    except BaseException as exc:  # whatever a user's action raises is the attempt's failure
+        return None, exc
 
 
 class _Execution:
-    """One step on its worker thread: the condition, then attempts under the retry policy."""
+    """One step in the loop: its condition, then attempts under the retry policy. Each phase ends
+    in a callback of the loop (a process ended, a timer fired, a Python action returned), so no
+    thread waits for a step and a retry delay is a timer."""
 
     def __init__(self, run: _Run, step: WorkflowStep, env: dict[str, str], token: CancelToken):
         self.run_ = run
+        self.loop = run.loop
         self.step = step
         self.env = env
         self.token = token
         self.log: StepLog | None = None
         self.junit_read: dict[str, tuple[int, int]] = {}  # JUnit file -> (mtime_ns, attempt)
+        self.clock = time.monotonic()
+        self.done = False
+        self.waiting: object | None = None  # the Python attempt whose result is awaited
+        self.timer: Timer | None = None  # the retry delay, or a Python attempt's deadline
+        self.forget_cancel: Callable[[], object] | None = None
 
-    def run(self) -> None:
-        step = self.step
-        clock = time.monotonic()
+    def start(self) -> None:
+        self.guarded(self.begin)
+
+    def guarded(self, phase: Callable[..., None], *args: Any) -> None:
+        """Run one phase; an exception is a bug of ours: the step fails, the run goes on."""
         try:
-            if isinstance(step.action, str):
-                self.open_log()
-            reason = self.condition_failed()
-            if reason is not None:
-                step.status, step.reason = StepStatus.SKIPPED, reason
-                return
-            self.attempts()
-        finally:
-            step.duration_ms = (time.monotonic() - clock) * 1000
-            if self.log is not None:
-                self.log.close()
-                if self.log.file is not None:
-                    step.log_path = str(self.log.path)
-                if self.log.error:
-                    log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
+            phase(*args)
+        except Exception as exc:
+            log.exception("internal error while running step %r", self.step.name)
+            self.step.status, self.step.reason, self.step.error = (
+                StepStatus.FAILED,
+                f"internal error: {exc}",
+                str(exc),
+            )
+            self.end()
+
+    def begin(self) -> None:
+        if isinstance(self.step.action, str):
+            self.open_log()
+        condition = self.step.condition
+        if isinstance(condition, str):
+            sink = self.masked_stream(forward=False)
+            Child(
+                self.loop,
+                condition,
+                log=sink or self.log or _DISCARD,
+                env=self.child_env(),
+                cwd=self.step.cwd,
+                cancel=self.token,
+                grace=self.step.grace,
+                on_exit=lambda outcome: self.guarded(self.condition_ended, sink, outcome),
+            ).start()
+            return
+        reason = self.condition_failed(condition)
+        if reason is not None:
+            self.skipped(reason)
+            return
+        self.next_attempt()
+
+    def condition_ended(self, sink: MaskedStream | None, outcome: ShellOutcome) -> None:
+        if sink is not None:
+            sink.close()
+        if outcome.ok:
+            self.next_attempt()
+        else:
+            self.skipped(f"condition not met: {self.step.condition}")
+
+    def condition_failed(self, condition: Callable[[Mapping[str, Any]], bool] | None) -> str | None:
+        if condition is None:
+            return None
+        try:
+            return None if condition(self.run_.results()) else "condition not met"
+        except Exception as exc:
+            log.warning("condition of step %r raised %r; the step is skipped", self.step.name, exc)
+            return f"condition raised {type(exc).__name__}: {exc}"
+
+    def skipped(self, reason: str) -> None:
+        self.step.status, self.step.reason = StepStatus.SKIPPED, reason
+        self.end()
+
+    def end(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        step = self.step
+        step.duration_ms = (time.monotonic() - self.clock) * 1000
+        if self.log is not None:
+            self.log.close()
+            if self.log.file is not None:
+                step.log_path = str(self.log.path)
+            if self.log.error:
+                log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
+        self.run_.step_ended(step)
+
+    # --- attempts ---
+
+    def next_attempt(self) -> None:
+        self.timer = None
+        if self.token.is_set():
+            self.step.status, self.step.reason = StepStatus.CANCELLED, self.token.reason
+            self.end()
+            return
+        number = len(self.step.attempts) + 1
+        started = time.time()
+        if isinstance(self.step.action, str):
+            self.shell(number, started)
+        else:
+            self.call(number, started)
+
+    def attempt_ended(self, number: int, started: float, exc: BaseException | None) -> None:
+        """Record the attempt, read its tests, then: done, or the delay before the next one."""
+        self.record(number, started, exc)
+        self.attempt_tests(number, started)
+        step = self.step
+        if exc is None:
+            step.status = StepStatus.COMPLETED
+            step.flaky = len(step.attempts) > 1
+            if step.flaky:
+                step.reason = f"passed on attempt {len(step.attempts)}"
+        elif isinstance(exc, Cancelled):
+            step.status, step.reason = StepStatus.CANCELLED, self.token.reason
+        elif step.retry.retries(number, exc):
+            self.wait(step.retry.delay_after(number), self.delay_over)
+            return
+        elif isinstance(exc, (ExitFailure, StepTimeout)):
+            self.failed(str(exc), exc.exit_code)
+        else:
+            log.error("step %r raised %s: %s", step.name, type(exc).__name__, exc)
+            self.failed(f"{type(exc).__name__}: {exc}", None)
+        self.end()
+
+    def wait(self, seconds: float, then: Callable[[], None]) -> None:
+        """A timer in the loop, cut short when the run is cancelled."""
+        self.timer = self.loop.call_later(seconds, lambda: self.guarded(then))
+        self.forget_cancel = self.loop.on_cancel(self.token, lambda: self.guarded(then))
+
+    def delay_over(self) -> None:
+        self.stop_waiting()
+        self.next_attempt()
+
+    def stop_waiting(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.forget_cancel is not None:
+            self.forget_cancel()
+            self.forget_cancel = None
+
+    def failed(self, reason: str, exit_code: int | None) -> None:
+        if self.token.is_set():
+            self.step.status, self.step.reason = StepStatus.CANCELLED, self.token.reason
+        else:
+            self.step.status, self.step.reason = StepStatus.FAILED, reason
+        self.step.error = reason
+        self.step.exit_code = exit_code
 
     def read_tests(self, number: int, started: float) -> None:
         """After each attempt, the test cases of the JUnit files it wrote (modified since it
@@ -615,90 +770,12 @@ class _Execution:
         step.tests = merge_runs(step.tests, cases)
         step.junit_problems = [*step.junit_problems, *problems]
 
-    def child_env(self) -> dict[bytes, bytes]:
-        env = dict(self.run_.base_env)
-        env.update(encode_env(self.env))
-        return env
-
-    def open_log(self) -> None:
-        path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
-        self.log = StepLog(path)
-        self.env["CI_ORCHESTRATOR_OUTPUT"] = str(path.with_suffix(".out"))
-
-    def condition_failed(self) -> str | None:
-        condition = self.step.condition
-        if condition is None:
-            return None
-        if isinstance(condition, str):
-            with open(os.devnull, "wb") as devnull:
-                log_ = self.masked_stream(forward=False) or self.log or devnull
-                outcome = run_shell(
-                    condition,
-                    log=log_,
-                    env=self.child_env(),
-                    cwd=self.step.cwd,
-                    cancel=self.token,
-                    grace=self.step.grace,
-                )
-                if isinstance(log_, MaskedStream):
-                    log_.close()
-            return None if outcome.ok else f"condition not met: {condition}"
-        try:
-            return None if condition(self.run_.results()) else "condition not met"
-        except Exception as exc:
-            log.warning("condition of step %r raised %r; the step is skipped", self.step.name, exc)
-            return f"condition raised {type(exc).__name__}: {exc}"
-
-    def attempts(self) -> None:
-        step = self.step
-        try:
-            if step.retry.max_attempts == 1:
-                self.attempt()
-            else:
-                for attempt in step.retry.retrying(sleep=self.token.sleep):
-                    with attempt:
-                        self.attempt()
-        except Cancelled:
-            step.status, step.reason = StepStatus.CANCELLED, self.token.reason
-        except (ExitFailure, StepTimeout) as exc:
-            self.failed(str(exc), exc.exit_code)
-        except Exception as exc:
-            log.error("step %r raised %s: %s", step.name, type(exc).__name__, exc)
-            self.failed(f"{type(exc).__name__}: {exc}", None)
-        else:
-            step.status = StepStatus.COMPLETED
-            step.flaky = len(step.attempts) > 1
-            if step.flaky:
-                step.reason = f"passed on attempt {len(step.attempts)}"
-
-    def failed(self, reason: str, exit_code: int | None) -> None:
-        if self.token.is_set():
-            self.step.status, self.step.reason = StepStatus.CANCELLED, self.token.reason
-        else:
-            self.step.status, self.step.reason = StepStatus.FAILED, reason
-        self.step.error = reason
-        self.step.exit_code = exit_code
-
-    def attempt(self) -> None:
-        if self.token.is_set():
-            raise Cancelled(self.token.reason)
-        number = len(self.step.attempts) + 1
-        started = time.time()
-        try:
-            self.shell(number) if isinstance(self.step.action, str) else self.call()
-        except Exception as exc:
-            self.record(number, started, exc)
-            self.attempt_tests(number, started)
-            raise
-        self.record(number, started, None)
-        self.attempt_tests(number, started)
-
     def attempt_tests(self, number: int, started: float) -> None:
         """Every attempt's JUnit files are read, not only the last one's: a flaky test shows."""
         if self.step.junit:
             self.read_tests(number, started)
 
-    def record(self, number: int, started: float, exc: Exception | None) -> None:
+    def record(self, number: int, started: float, exc: BaseException | None) -> None:
         exit_code = exc.exit_code if isinstance(exc, (ExitFailure, StepTimeout)) else None
         if exc is None and isinstance(self.step.action, str):
             exit_code = 0
@@ -713,9 +790,21 @@ class _Execution:
         )
         self.step.attempts.append(attempt)
         self.step.exit_code = exit_code
-        self.run_.events.put(("attempt", (self.step, attempt)))
+        self.run_.notify("attempt_finished", self.step, attempt)
 
-    def shell(self, number: int) -> None:
+    # --- a shell attempt: one process in the loop ---
+
+    def child_env(self) -> dict[bytes, bytes]:
+        env = dict(self.run_.base_env)
+        env.update(encode_env(self.env))
+        return env
+
+    def open_log(self) -> None:
+        path = self.run_.log_dir / f"{safe_filename(self.step.name)}.log"
+        self.log = StepLog(path)
+        self.env["CI_ORCHESTRATOR_OUTPUT"] = str(path.with_suffix(".out"))
+
+    def shell(self, number: int, started: float) -> None:
         step = self.step
         assert isinstance(step.action, str)
         assert self.log is not None
@@ -726,7 +815,8 @@ class _Execution:
         if number > 1:
             output_file.unlink(missing_ok=True)
         stream = self.masked_stream()
-        outcome = run_shell(
+        Child(
+            self.loop,
             step.action,
             log=stream or self.log,
             env=self.child_env(),
@@ -735,21 +825,39 @@ class _Execution:
             cancel=self.token,
             grace=step.grace,
             on_output=None if stream else self.forward,
-            on_spawn=lambda pid: self.run_.events.put(("spawned", (step, pid))),
-        )
+            on_spawn=lambda pid: self.run_.notify("process_started", step, pid),
+            on_exit=lambda outcome: self.guarded(
+                self.shell_ended, number, started, stream, output_file, outcome
+            ),
+        ).start()
+
+    def shell_ended(
+        self,
+        number: int,
+        started: float,
+        stream: MaskedStream | None,
+        output_file: Path,
+        outcome: ShellOutcome,
+    ) -> None:
+        step = self.step
         step.tail = outcome.tail.decode("utf-8", errors="replace")
         if stream is not None:
             stream.close()
             step.tail = stream.masker(_whole_lines(step.tail, len(outcome.tail)))
+        self.attempt_ended(number, started, self.shell_error(outcome, output_file))
+
+    def shell_error(self, outcome: ShellOutcome, output_file: Path) -> Exception | None:
+        """How the attempt failed, as the retry policy sees it; None (outputs read) if it passed."""
         if outcome.error:
-            raise OSError(outcome.error)
+            return OSError(outcome.error)
         if outcome.cancelled:
-            raise Cancelled(self.token.reason)
+            return Cancelled(self.token.reason)
         if outcome.timed_out:
-            raise _timeout(step.timeout, outcome.exit_code)
+            return _timeout(self.step.timeout, outcome.exit_code)
         if outcome.exit_code != 0:
-            raise ExitFailure(outcome.exit_code or 1)
-        step.result = read_outputs(output_file)
+            return ExitFailure(outcome.exit_code or 1)
+        self.step.result = read_outputs(output_file)
+        return None
 
     def masked_stream(self, forward: bool = True) -> MaskedStream | None:
         """With secrets to hide, output is masked line by line before the log and the terminal."""
@@ -766,14 +874,54 @@ class _Execution:
             except Exception:
                 log.exception("observer %r failed on output", observer)
 
-    def call(self) -> None:
+    # --- a Python attempt: on the pool, or on a thread of its own when it has a deadline ---
+
+    def call(self, number: int, started: float) -> None:
         step = self.step
         assert callable(step.action)
         args = _call_args(step.action, self.run_.context, self.run_.results)
+        action = step.action
+        attempt = self.waiting = object()
+
+        def done(value: Any, error: BaseException | None) -> None:
+            if self.waiting is attempt:  # not already ended by its deadline or a cancel
+                self.guarded(self.call_ended, number, started, value, error)
+
         if step.timeout is None:
-            step.result = step.action(*args)
+            self.run_.pool.submit(lambda: action(*args), done)
             return
-        step.result = _call_with_timeout(step.action, args, step.timeout, self.token)
+        # Python code cannot be killed: past the deadline the step fails and its thread is left.
+        loop = self.loop
+
+        def target() -> None:
+            value, error = _call(lambda: action(*args))
+            loop.call_soon_threadsafe(lambda: done(value, error))
+
+        threading.Thread(target=target, daemon=True, name="cio-action").start()
+        seconds = step.timeout
+        self.timer = loop.call_later(seconds, lambda: done(None, StepTimeout(seconds)))
+        self.forget_cancel = loop.on_cancel(
+            self.token, lambda: done(None, Cancelled(self.token.reason))
+        )
+
+    def call_ended(
+        self, number: int, started: float, value: Any, error: BaseException | None
+    ) -> None:
+        self.waiting = None
+        self.stop_waiting()
+        if error is None:
+            self.step.result = value
+        self.attempt_ended(number, started, error)
+
+
+class _Discard:
+    """Where a condition's output goes when its step has no log."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+_DISCARD = _Discard()
 
 
 class StepLog:
@@ -847,33 +995,6 @@ def _call_args(
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     count = min(len(positional), 2)
     return (context, results())[:count] if count == 2 else (context,)[:count]
-
-
-def _call_with_timeout(
-    action: Callable[..., Any], args: tuple[Any, ...], seconds: float, token: CancelToken
-) -> Any:
-    """Python code cannot be killed: past the deadline the step fails and its thread is left."""
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            box["value"] = action(*args)
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=target, daemon=True, name="cio-action").start()
-    deadline = time.monotonic() + seconds
-    while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
-        if token.is_set():
-            raise Cancelled(token.reason)
-        if time.monotonic() >= deadline:
-            raise StepTimeout(seconds)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 _BROKEN = (StepStatus.FAILED, StepStatus.CANCELLED)
