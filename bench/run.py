@@ -5,12 +5,14 @@
 2. start-up: `--version` and a one-step run;
 3. `report` over a synthetic journal of a million step records, against a plain SQLite query;
 4. the journal's cost per step event;
-5. the async engine (bench/bench_async.py).
+5. the async engine (bench/bench_async.py);
+6. the runner's speed targets (bench/runner_speed.py), against `--before DIR` if given;
+7. skipping what did not change: input fingerprints against go-task's `sources:` (bench/inputs.py).
 
-Usage: `python bench/run.py [--quick] [--json PATH]`. A full run prints the tables, writes
-docs/benchmarks.md and exits 1 when a target is missed. `--quick` (the CI smoke run) uses tiny
-sizes, never fails on timing, and writes bench/results/benchmarks-quick.md instead. A peer that is
-not installed is reported as skipped.
+Usage: `python bench/run.py [--quick] [--json PATH] [--before DIR]`. A full run prints the tables,
+writes docs/benchmarks.md and exits 1 when a target is missed. `--quick` (the CI smoke run) uses
+tiny sizes, never fails on timing, and writes bench/results/benchmarks-quick.md instead. A peer
+that is not installed is reported as skipped.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ if str(ROOT) not in sys.path:  # run as a script: make the `bench` package impor
 from bench import (  # noqa: E402
     async_engine,
     dag_compare,
+    inputs,
     journal_overhead,
     journal_scale,
     machine,
+    runner_speed,
     startup,
     tables,
 )
@@ -42,6 +46,7 @@ from bench.dag_compare import DagResult, DagSizes  # noqa: E402
 from bench.journal_overhead import OverheadResult, OverheadSizes  # noqa: E402
 from bench.journal_scale import ScaleResult, ScaleSizes  # noqa: E402
 from bench.machine import Machine  # noqa: E402
+from bench.runner_speed import RunnerSpeedResult, RunnerSpeedSizes  # noqa: E402
 from bench.startup import StartupResult, StartupSizes  # noqa: E402
 from bench.tables import Table  # noqa: E402
 from bench.timing import ProcessFailed  # noqa: E402
@@ -59,10 +64,16 @@ class Plan:
     scale: ScaleSizes
     overhead: OverheadSizes
     asynchronous: AsyncSizes
+    runner: RunnerSpeedSizes
 
 
 FULL = Plan(
-    dag_compare.FULL, startup.FULL, journal_scale.FULL, journal_overhead.FULL, async_engine.FULL
+    dag_compare.FULL,
+    startup.FULL,
+    journal_scale.FULL,
+    journal_overhead.FULL,
+    async_engine.FULL,
+    runner_speed.FULL,
 )
 QUICK = Plan(
     dag_compare.QUICK,
@@ -70,6 +81,7 @@ QUICK = Plan(
     journal_scale.QUICK,
     journal_overhead.QUICK,
     async_engine.QUICK,
+    runner_speed.QUICK,
 )
 
 
@@ -82,9 +94,10 @@ class Results:
     scale: ScaleResult
     overhead: OverheadResult
     asynchronous: AsyncResult
+    runner: RunnerSpeedResult
 
 
-def measure(plan: Plan, quick: bool) -> Results:
+def measure(plan: Plan, quick: bool, before: Path | None = None) -> Results:
     """Every section in turn, each in its own scratch folder."""
     described = machine.describe()
     with tempfile.TemporaryDirectory(prefix="ci-orchestrator-bench-") as scratch:
@@ -97,9 +110,11 @@ def measure(plan: Plan, quick: bool) -> Results:
         scale = journal_scale.run(plan.scale, RESULTS, work / "scale")
         _progress("journal overhead")
         overhead = journal_overhead.run(plan.overhead, work / "overhead")
+        _progress("issue 15: the runner against make, go-task" + (" and before" if before else ""))
+        runner = runner_speed.run(plan.runner, work / "runner_speed", before)
     _progress("async engine")
     asynchronous = async_engine.run(plan.asynchronous)
-    return Results(quick, described, dags, started, scale, overhead, asynchronous)
+    return Results(quick, described, dags, started, scale, overhead, asynchronous, runner)
 
 
 def _progress(section: str) -> None:
@@ -117,6 +132,8 @@ def result_tables(results: Results) -> list[Table]:
         journal_scale.table(results.scale, checked),
         journal_overhead.table(results.overhead, checked),
         async_engine.table(results.asynchronous, checked),
+        *runner_speed.tables(results.runner, checked),
+        inputs.run(results.quick),
     ]
 
 
@@ -170,9 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; targets not checked")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save the raw numbers")
+    parser.add_argument(
+        "--before", type=Path, metavar="DIR", help="a checkout of an earlier runner to compare"
+    )
     args = parser.parse_args(argv)
+    before = args.before.resolve() if args.before else None
     try:
-        results = measure(QUICK if args.quick else FULL, args.quick)
+        results = measure(QUICK if args.quick else FULL, args.quick, before)
     except ProcessFailed as exc:
         print(f"bench: a timed command failed: {exc}", file=sys.stderr)
         return 2
