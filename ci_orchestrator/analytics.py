@@ -215,6 +215,15 @@ class WorkflowAnalytics:
             self._memo["aggregates"] = rows
         return rows
 
+    def time_saved(self) -> tuple[float, int]:
+        """The time steps skipped on purpose (nothing they depend on changed, inputs up to
+        date) would have taken, by their recent medians; and how many step runs were skipped."""
+        where, params = self.scope.steps_where()
+        total, count = self._rows(
+            f"SELECT sum(saved_ms), count(*) FROM steps s WHERE {where} AND saved_ms > 0", params
+        )[0]
+        return total or 0.0, count
+
     def _hotspot_rows(self) -> list[Hotspot]:
         return [Hotspot(r[0], r[3], r[2] + r[3], r[5] or 0.0, r[6]) for r in self._aggregates()]
 
@@ -619,6 +628,8 @@ class WorkflowAnalytics:
             test_hotspots=tuple(self.test_hotspots()),
             trend=self.trend(),
         )
+        saved_ms, saved = self.time_saved()
+        report = report._replace(time_saved_ms=saved_ms, steps_saved=saved)
         flaky_steps = self.flaky_steps()
         history = self._branch_history(run, CHANGE_WINDOW) if run else BranchHistory({}, (), True)
         wanted = {*history.tests, *failed_tests(run)}  # their flake rates are needed

@@ -96,6 +96,21 @@ def _split_env(value: str | None) -> list[str]:
     "--only", multiple=True, metavar="STEP", help="Run only STEP and what it needs (repeatable)."
 )
 @click.option("--no-deps", is_flag=True, help="With --only: run just the named steps.")
+@click.option(
+    "--changed-since",
+    metavar="REF",
+    help="Apply the steps' `paths:` filters to what changed since REF (its merge base with HEAD),"
+    " uncommitted files included. The pre-push hook and GitHub Actions know their range.",
+)
+@click.option(
+    "--force",
+    multiple=True,
+    is_flag=False,
+    flag_value="*",
+    metavar="[STEP]",
+    help="Run every step (or STEP, repeatable) even when its `paths:` saw no change or its"
+    " `inputs:` are up to date.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan (order, skips and why); run nothing.")
 @click.option(
     "--setup",
@@ -146,6 +161,8 @@ def run(
     skip: tuple[str, ...],
     only: tuple[str, ...],
     no_deps: bool,
+    changed_since: str | None,
+    force: tuple[str, ...],
     dry_run: bool,
     setup: bool,
     jobs: int | None,
@@ -167,6 +184,7 @@ def run(
       ci-orchestrator run ci_cd --set lint='ruff check .' --set test='pytest -q'
       ci-orchestrator run ci_cd --set test='pytest --junitxml=r.xml' --junit test=r.xml
       ci-orchestrator run pipeline.yml --only test --jobs 4
+      ci-orchestrator run --changed-since main --dry-run
     """
     from ci_orchestrator.commands.run import RunOptions
     from ci_orchestrator.commands.run import run as run_pipeline
@@ -194,6 +212,8 @@ def run(
         junit_args=junit,
         run_id=run_id,
         setup=setup,
+        changed_since=changed_since,
+        force=force,
     )
     env = dict(os.environ)
     if mask_env:
@@ -227,11 +247,18 @@ def validate(pipeline: str | None, strict: bool) -> int:
     default="text",
     show_default=True,
 )
-def graph(pipeline: str | None, fmt: str) -> int:
-    """Print the pipeline's DAG as text, a Mermaid flowchart or Graphviz DOT."""
+@click.option(
+    "--changed-since",
+    metavar="REF",
+    help="Mark the steps a run would skip because nothing under their `paths:` changed since REF"
+    " (or their `inputs:` are up to date).",
+)
+def graph(pipeline: str | None, fmt: str, changed_since: str | None) -> int:
+    """Print the pipeline's DAG as text, a Mermaid flowchart or Graphviz DOT; steps a run would
+    skip as unchanged or up to date are marked."""
     from ci_orchestrator.commands.inspect import graph as print_graph
 
-    return print_graph(pipeline, fmt, sys.stdout)
+    return print_graph(pipeline, fmt, sys.stdout, changed_since)
 
 
 @cli.command()

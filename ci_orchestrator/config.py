@@ -306,6 +306,10 @@ def _step(name: str, spec: Mapping[str, Any], defaults: Mapping[str, Any], where
         cwd=spec.get("cwd"),
         junit=_strings(spec.get("junit", ())),
         artifacts=_strings(spec.get("artifacts", ())),
+        paths=_strings(spec.get("paths", defaults.get("paths", ()))),
+        inputs=_strings(spec.get("inputs", ())),
+        outputs=_strings(spec.get("outputs", ())),
+        cache=spec.get("cache", "local"),
         description=spec.get("description", ""),
         location=where,
     )

@@ -159,6 +159,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, step, pid)
     ) WITHOUT ROWID;
     """,
+    # Input fingerprints (issue 16): a step's inputs, and the time a skip on purpose saved. The
+    # partial index finds the run in which a step passed with the same inputs.
+    """
+    ALTER TABLE steps ADD COLUMN inputs TEXT;
+    ALTER TABLE steps ADD COLUMN saved_ms REAL NOT NULL DEFAULT 0;
+    CREATE INDEX steps_inputs ON steps (pipeline, name, inputs, finished_at)
+        WHERE inputs IS NOT NULL AND status = 'completed';
+    CREATE INDEX steps_saved ON steps (pipeline, finished_at, saved_ms) WHERE saved_ms > 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 FINISHED = ("passed", "failed", "interrupted", "abandoned")
@@ -333,6 +342,11 @@ class JournalStore:
             for write in writes:
                 if isinstance(write, PendingStep):
                     _upsert_step(db, run_id, write.record, write.finished_at, write.position)
+                elif isinstance(write, PendingProcess):
+                    db.execute(
+                        "INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)",
+                        (run_id, write.step, write.pid, write.started),
+                    )
                 else:
                     _insert_attempt(db, run_id, write.step, write.record, write.started_at)
 
@@ -408,6 +422,23 @@ class JournalStore:
                 medians[name] = median(r[0] for r in rows)
         return medians
 
+    def passed_with_inputs(
+        self, pipeline: str, step: str, inputs: str, branches: Sequence[str] | None = None
+    ) -> Reuse | None:
+        """The latest run in which `step` passed with these input fingerprints; with `branches`,
+        only a CI run on one of them (GitHub Actions trusts no run of a laptop)."""
+        sql = (
+            "SELECT s.run_id, r.git_sha, r.branch, s.duration_ms FROM steps s"
+            " JOIN runs r ON r.id = s.run_id WHERE s.pipeline = ? AND s.name = ?"
+            " AND s.inputs = ? AND s.status = 'completed'"
+        )
+        params: list[Any] = [pipeline, step, inputs]
+        if branches is not None:
+            sql += f" AND r.trigger = 'ci' AND r.branch IN ({','.join('?' * len(branches))})"
+            params += list(branches)
+        rows = self.query(sql + " ORDER BY s.finished_at DESC LIMIT 1", params)
+        return Reuse(*rows[0]) if rows else None
+
     def _records(self, runs: list[sqlite3.Row]) -> list[RunRecord]:
         """Runs with their steps, attempts and tests (few queries, not one per step)."""
         ids = [r["id"] for r in runs]
@@ -457,20 +488,22 @@ def _upsert_step(
         # An upsert, not INSERT OR REPLACE: a replace would delete (and cascade to) the attempts.
         "INSERT INTO steps (run_id, pipeline, name, status, reason, started_at,"
         " finished_at, duration_ms, attempts, exit_code, flaky, command, command_hash, needs,"
-        " log_tail, log_path, junit_problems, position, lost_ms, fingerprint)"
+        " log_tail, log_path, junit_problems, position, lost_ms, fingerprint, inputs, saved_ms)"
         " VALUES (?, (SELECT pipeline FROM runs WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,"
+        " ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,"
         " reason = excluded.reason, started_at = excluded.started_at,"
         " finished_at = excluded.finished_at, duration_ms = excluded.duration_ms,"
         " attempts = excluded.attempts, exit_code = excluded.exit_code, flaky = excluded.flaky,"
         " log_tail = excluded.log_tail, log_path = excluded.log_path, command = excluded.command,"
         " junit_problems = excluded.junit_problems, lost_ms = excluded.lost_ms,"
-        " fingerprint = excluded.fingerprint",
+        " fingerprint = excluded.fingerprint, inputs = excluded.inputs,"
+        " saved_ms = excluded.saved_ms",
         (run_id, run_id, step.name, step.status, step.reason, step.started_at, finished,
          step.duration_ms, len(step.attempts), step.exit_code, int(step.flaky), step.command,
          command_hash(step.command), json.dumps(list(step.needs)), step.log_tail[-TAIL_CHARS:],
          step.log_path, json.dumps(list(step.junit_problems)), position, time_lost(step),
-         step.fingerprint),
+         step.fingerprint, step.inputs, step.saved_ms),
     )  # fmt: skip
     if not step.tests:
         return
@@ -494,6 +527,15 @@ def _insert_attempt(
     )  # fmt: skip
 
 
+class Reuse(NamedTuple):
+    """A recorded pass that makes a step up to date."""
+
+    run_id: str
+    sha: str | None
+    branch: str | None
+    duration_ms: float
+
+
 class PendingStep(NamedTuple):
     record: StepRecord
     finished_at: float | None
@@ -506,7 +548,13 @@ class PendingAttempt(NamedTuple):
     started_at: float
 
 
-PendingWrite = PendingStep | PendingAttempt
+class PendingProcess(NamedTuple):
+    step: str
+    pid: int
+    started: str | None
+
+
+PendingWrite = PendingStep | PendingAttempt | PendingProcess
 
 
 def end_leftovers(db: sqlite3.Connection, run_id: str) -> None:
@@ -613,6 +661,8 @@ def _step(
         tests=tuple(tests),
         junit_problems=tuple(json.loads(row["junit_problems"])),
         fingerprint=row["fingerprint"],
+        inputs=row["inputs"],
+        saved_ms=row["saved_ms"],
     )
 
 
@@ -715,6 +765,10 @@ class WorkflowJournal(RunObserver):
         # written in one transaction; keyed so that a step's later record replaces its earlier one.
         self.batched = False
         self.pending: dict[tuple[str, int], PendingWrite] = {}
+        # Set by `run` before the run (skipping.py): each step's input fingerprint, and what each
+        # step skipped on purpose would have taken.
+        self.inputs: Mapping[str, str] = {}
+        self.saved: Mapping[str, float] = {}
 
     # --- the observer: written as things happen ---
 
@@ -738,7 +792,7 @@ class WorkflowJournal(RunObserver):
     def step_started(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
-            self._write(PendingStep(step_record(step, self.mask), None, position))
+            self._write(PendingStep(self._record(step), None, position))
 
     def attempt_finished(self, step: WorkflowStep, attempt: Attempt) -> None:
         if self.run_id is not None:
@@ -749,15 +803,23 @@ class WorkflowJournal(RunObserver):
             self._write(PendingAttempt(step.name, record, attempt.started_at))
 
     def process_started(self, step: WorkflowStep, pid: int) -> None:
-        # At once, not with the turn's batch: the one record a kill -9 must not lose.
+        # With the turn's batch: the runner spawns a turn's processes before it ends the turn, so
+        # they are recorded in the same transaction as the steps they run, right after the spawn.
         if self.run_id is not None:
-            self._safely(self.store.save_process, self.run_id, step.name, pid, process_started(pid))
+            self._write(PendingProcess(step.name, pid, process_started(pid)))
 
     def step_finished(self, step: WorkflowStep) -> None:
         if self.run_id is not None:
             position = self.positions.get(step.name, 0)
             ended = step.started_at + step.duration_ms / 1000 if step.started_at else time.time()
-            self._write(PendingStep(step_record(step, self.mask), ended, position))
+            self._write(PendingStep(self._record(step), ended, position))
+
+    def _record(self, step: WorkflowStep) -> StepRecord:
+        record = step_record(step, self.mask)
+        if self.inputs or self.saved:
+            saved = self.saved.get(step.name, 0.0) if step.status.value == "skipped" else 0.0
+            record = record._replace(inputs=self.inputs.get(step.name), saved_ms=saved)
+        return record
 
     def turn_ended(self) -> None:
         self.batched = True
@@ -777,6 +839,8 @@ class WorkflowJournal(RunObserver):
             return
         if isinstance(write, PendingStep):
             self.pending[(write.record.name, 0)] = write
+        elif isinstance(write, PendingProcess):
+            self.pending[(write.step, -1)] = write
         else:
             self.pending[(write.step, write.record.number)] = write
 

@@ -67,6 +67,10 @@ class Step:
     cwd: str | None = None
     junit: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()  # what an exported workflow carries to the jobs after it
+    paths: tuple[str, ...] = ()  # run only when the range under test changed one of these
+    inputs: tuple[str, ...] = ()  # files that, with the command, make its fingerprint
+    outputs: tuple[str, ...] = ()  # files kept when it passes, put back when up to date
+    cache: str = "local"  # local | trust-history: which recorded passes make it up to date
     description: str = ""
     location: str = ""  # file:line of the step's definition
     skip_reason: str | None = None

@@ -61,6 +61,8 @@ class StepRecord(NamedTuple):
     junit_problems: tuple[str, ...] = ()  # "reports/x.xml: not found", ...
     median_ms: float | None = None  # the step's historical median, when the journal knows it
     fingerprint: str | None = None  # what it ran: command, the env the pipeline sets, cwd
+    inputs: str | None = None  # its input fingerprint: the above, its `inputs:` and its needs'
+    saved_ms: float = 0.0  # skipped on purpose (unchanged, up to date): what running would take
 
     @property
     def timed_out(self) -> bool:
@@ -307,6 +309,8 @@ class HealthReport(NamedTuple):
     run_failures: tuple[FailureMark, ...] = ()  # the run's failed steps and tests, marked
     trend: Trend | None = None  # what the trend charts plot; None: not computed
     last: int | None = None  # the history is the last N runs (`report --last N`)
+    time_saved_ms: float = 0.0  # what the steps skipped on purpose (unchanged, up to date) saved
+    steps_saved: int = 0  # how many step runs were skipped so
 
 
 def to_json(value: Any) -> Any:

@@ -451,6 +451,12 @@ ARTIFACT = Str(
     r"^(?![/~])(?![\s\S]*\n)(?!(?:.*/)?\.\.(?:/|$)).+$",
     "a relative path or glob inside the repository (no leading / or ~, no ..)",
 )
+# A path glob that may exclude (`!docs/**`): the same rule after the `!`.
+PATH_GLOB = Str(
+    r"^!?(?![/~])(?![\s\S]*\n)(?!(?:.*/)?\.\.(?:/|$)).+$",
+    "a relative glob inside the repository, `!` first to exclude (no leading / or ~, no ..)",
+)
+PATHS = Either(PATH_GLOB, List(PATH_GLOB))
 COMMANDS = Either(Str(quote_hint=True), List(Str(quote_hint=True)))
 STEP = Obj(
     {
@@ -465,10 +471,14 @@ STEP = Obj(
         "cwd": Str(),
         "junit": Either(Str(), List(Str())),
         "artifacts": Either(ARTIFACT, List(ARTIFACT)),
+        "paths": PATHS,
+        "inputs": Either(ARTIFACT, List(ARTIFACT)),
+        "outputs": Either(ARTIFACT, List(ARTIFACT)),
+        "cache": Enum(("local", "trust-history")),
         "description": Str(),
     },
-    "a step mapping (run, needs, if, when, timeout, retry, env, cwd, junit, artifacts,"
-    " description)",
+    "a step mapping (run, needs, if, when, timeout, retry, env, cwd, junit, artifacts, paths,"
+    " inputs, outputs, cache, description)",
     plural="step mappings",
     docs={
         "run": "The shell command (bash -o pipefail). null: not configured, the step is skipped.",
@@ -484,12 +494,23 @@ STEP = Obj(
         "artifacts": "Files the step makes for the steps after it (paths or globs). In an exported"
         " workflow its job uploads them and the jobs after it download them to the same paths;"
         " a local run shares one working tree and does nothing with them.",
+        "paths": "Run the step only when a file under these globs changed in the range under"
+        " test (the pushed range, the pull request, the push, or `run --changed-since REF`);"
+        " `!` excludes. A plain local run applies no path filter.",
+        "inputs": "Files whose content, with the step's command, env, cwd and needs, make its"
+        " fingerprint: a step whose fingerprint matches a run where it passed is up to date and"
+        " skipped (`run --force` runs it anyway).",
+        "outputs": "Files the step makes, kept under .ci-orchestrator/cache/ when it passes and"
+        " put back when it is skipped as up to date.",
+        "cache": "local (default): up to date against this machine's journal, never in GitHub"
+        " Actions; trust-history: also in GitHub Actions, against passing runs of the base"
+        " branch or this pull request in the history the action restored.",
         "description": "What the step is for.",
     },
 )
 DEFAULTS = Obj(
-    {"timeout": TIMEOUT, "kill_grace": Duration(), "retry": RETRY, "env": ENV},
-    "a defaults mapping (timeout, kill_grace, retry, env)",
+    {"timeout": TIMEOUT, "kill_grace": Duration(), "retry": RETRY, "env": ENV, "paths": PATHS},
+    "a defaults mapping (timeout, kill_grace, retry, env, paths)",
 )
 PIPELINE = Obj(
     {
@@ -508,7 +529,7 @@ PIPELINE = Obj(
         "version": "The file format version: 1.",
         "name": "The pipeline's name in reports (default: the file name).",
         "extends": "A built-in template (ci_cd, code_review, data_pipeline) or a pipeline file.",
-        "defaults": "Timeout, retry and env for every step.",
+        "defaults": "Timeout, retry, env and paths for every step.",
         "setup": "Command(s) that prepare a fresh machine, such as `pip install -e .`: each job of"
         " an exported workflow runs them before its step; `run --setup` runs them first as a step"
         " `set-up`, and a plain `run` does not.",

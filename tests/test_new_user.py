@@ -295,7 +295,8 @@ def test_validate_reports_every_error_each_at_its_line(write: Write) -> None:
         "error: p.yml:9: steps.c.timeout: expected a positive duration like 90, 90s, 15m or"
         ' 1h30m, got "forever"',
         "error: p.yml:9: steps.c.colour: unknown key 'colour'; expected one of run, needs, if,"
-        " when, timeout, kill_grace, retry, env, cwd, junit, artifacts, description",
+        " when, timeout, kill_grace, retry, env, cwd, junit, artifacts, paths, inputs, outputs,"
+        " cache, description",
         "error: 4 errors in p.yml",
     ]
     write("n.yml", "steps:\n  a: {run: 'true'}\n  b:\n    run: 'true'\n    needs:\n      - biuld\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ci_orchestrator import skipping
 from ci_orchestrator.config import (
     DEFAULT_FILE,
     SETUP_STEP,
@@ -38,7 +39,13 @@ from ci_orchestrator.masking import Masker, mask_record
 from ci_orchestrator.model import Pipeline, build_runner
 from ci_orchestrator.render import plural
 from ci_orchestrator.render.terminal import TerminalReporter, use_color
-from ci_orchestrator.runner import RunObserver, RunStatus, WorkflowResult, WorkflowRunner
+from ci_orchestrator.runner import (
+    RunObserver,
+    RunStatus,
+    WorkflowResult,
+    WorkflowRunner,
+    WorkflowStep,
+)
 from ci_orchestrator.state import STATE_DIR, ensure_state_dir
 
 if TYPE_CHECKING:
@@ -62,6 +69,8 @@ class RunOptions:
     junit_args: tuple[str, ...] = ()  # --junit values, FILE or STEP=GLOB (see `split_junit`)
     run_id: str | None = None  # --run-id: several jobs recording parts of one run
     setup: bool = False  # --setup: the pipeline's `setup:` commands first, as a step
+    changed_since: str | None = None  # --changed-since REF: `paths:` filters against REF
+    force: tuple[str, ...] = ()  # --force [STEP]: run regardless of paths and inputs (`*`: all)
 
 
 # Set by the jobs of an exported workflow (github/export.py, NEEDS_ENV): GitHub's `needs` context,
@@ -97,17 +106,78 @@ def run(
         from ci_orchestrator.github.export import values_from_needs
 
         env.update(values_from_needs(env[NEEDS_ENV]))
-    if options.dry_run:
-        weights = journal.store.recent_medians(pipeline.name, pipeline.steps) if journal else {}
-        out.write(format_plan(pipeline, options, weights))
-        return ExitCode.OK
     context = detect(env)
+    # Each step's recent median: the runner's weights, and what a skipped step saves.
+    weights = journal.store.recent_medians(pipeline.name, pipeline.steps) if journal else {}
+    skips = plan_skips(pipeline, options, context, env, journal, weights)
+    if options.dry_run:
+        out.write(format_plan(pipeline, options, weights, skips))
+        return ExitCode.OK
+    if skips is not None:
+        pipeline = skipping.apply(pipeline, skips.decisions)
+        if journal is not None:
+            journal.inputs, journal.saved = skips.fingerprints, skips.saved_ms
     masker = Masker.from_env(env)
-    runner = make_runner(pipeline, options, context, env, out, journal, masker)
+    if skips is not None and skips.values:  # what up-to-date steps passed on when they ran
+        env = {**env, **skips.values}
+    runner = make_runner(pipeline, options, context, env, out, journal, masker, weights)
     with interrupts_stop(runner):
         result = runner.run()
+    if skips is not None:
+        passed = {
+            s.name: step_values(s) for s in result.steps.values() if s.status.value == "completed"
+        }
+        for warning in skipping.store_outputs(pipeline, passed, skips, options.state_dir):
+            print(f"warning: outputs of {warning}", file=sys.stderr)
     finish(result, context, options, journal, env, masker)
     return exit_code(result)
+
+
+def step_values(step: WorkflowStep) -> dict[str, str]:
+    """The `CIO_*` values a step passed on to the steps after it."""
+    from ci_orchestrator.runner import output_env_name
+
+    if not isinstance(step.result, Mapping):
+        return {}
+    return {output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()}
+
+
+def plan_skips(
+    pipeline: Pipeline,
+    options: RunOptions,
+    context: RunContext,
+    env: Mapping[str, str],
+    journal: WorkflowJournal | None,
+    medians: Mapping[str, float],
+) -> skipping.Plan | None:
+    """Which steps this run leaves out (`paths:`, `inputs:`), with their `outputs:` put back;
+    None when no step declares either."""
+    for name in options.force:
+        if name != skipping.ALL and name not in pipeline.steps:
+            from ci_orchestrator.graph import closest
+
+            file = " (every step of a file: run FILE --force)" if Path(name).is_file() else ""
+            hint = closest(name, pipeline.steps) or file
+            raise UsageError(f"--force: no step named {name!r} in {pipeline.source}{hint}")
+    if not skipping.uses_skipping(pipeline):
+        if options.changed_since:
+            print("note: --changed-since: no step has `paths:`; every step runs", file=sys.stderr)
+        return None
+    skips = skipping.plan(
+        pipeline,
+        env=env,
+        context=context,
+        changed_since=options.changed_since,
+        force=options.force,
+        store=journal.store if journal is not None else None,
+        medians=medians,
+        state_dir=options.state_dir,
+    )
+    if not options.dry_run:
+        skips = skipping.restore_outputs(pipeline, skips, options.state_dir)
+    for note in skips.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return skips
 
 
 def with_junit_args(options: RunOptions, pipeline: Pipeline) -> RunOptions:
@@ -213,7 +283,11 @@ def rerun_selection(pipeline: Pipeline, journal: WorkflowJournal | None) -> tupl
     last = journal.store.latest_run(pipeline.name, finished=True)
     if last is None:
         raise UsageError(f"--rerun-failed: the journal has no earlier run of {pipeline.name!r}")
-    passed = {s.name for s in last.steps if s.status == "completed"}
+    passed = {
+        s.name
+        for s in last.steps
+        if s.status == "completed" or skipping.skipped_on_purpose(s.reason)
+    }
     again = [name for name in pipeline.steps if name not in passed]
     if not again:
         return pipeline, f"nothing to rerun: every step passed in run {last.id}"
@@ -232,6 +306,7 @@ def make_runner(
     out: TextIO,
     journal: WorkflowJournal | None = None,
     masker: Masker | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> WorkflowRunner:
     ensure_state_dir(options.state_dir)
     github = in_actions(env)
@@ -242,7 +317,6 @@ def make_runner(
     # The runner must learn a step's `::add-mask::` values as they appear, unmasked.
     on_mask = reporter.add_mask if github else None
     observers: list[RunObserver] = [reporter]
-    weights: dict[str, float] = {}
     tree = None
     if journal is not None:
         from ci_orchestrator.fingerprint import TreeReader
@@ -252,7 +326,8 @@ def make_runner(
         if mask is not None:
             journal.mask = mask
         observers.append(journal)
-        weights = journal.store.recent_medians(pipeline.name, pipeline.steps)
+        if weights is None:
+            weights = journal.store.recent_medians(pipeline.name, pipeline.steps)
     runner = build_runner(
         pipeline,
         jobs=options.jobs,
@@ -365,7 +440,10 @@ def interrupts_stop(runner: WorkflowRunner) -> Iterator[None]:
 
 
 def format_plan(
-    pipeline: Pipeline, options: RunOptions, weights: Mapping[str, float] | None = None
+    pipeline: Pipeline,
+    options: RunOptions,
+    weights: Mapping[str, float] | None = None,
+    skips: skipping.Plan | None = None,
 ) -> str:
     """What `run` would do, in the order it would start things (weighing steps by their recent
     durations, as the runner does), without running anything."""
@@ -376,8 +454,10 @@ def format_plan(
     lines = [f"{pipeline.name}: {steps}, up to {jobs} at once ({pipeline.source})"]
     if pipeline.setup and SETUP_STEP not in pipeline.steps:
         lines.append(f"  set-up not run (--setup runs it first): {_first_lines(pipeline.setup)}")
+    decisions = skips.decisions if skips is not None else {}
     for index, name in enumerate(order, 1):
-        lines.append(f"{index:>3}. {name:<{width}}  {_plan_note(pipeline, name)}".rstrip())
+        note = _plan_note(pipeline, name, decisions.get(name))
+        lines.append(f"{index:>3}. {name:<{width}}  {note}".rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -407,10 +487,12 @@ def _first_line(command: str) -> str:
     return lines[0] + (" …" if len(lines) > 1 else "")
 
 
-def _plan_note(pipeline: Pipeline, name: str) -> str:
+def _plan_note(pipeline: Pipeline, name: str, decision: skipping.Decision | None = None) -> str:
     step = pipeline.steps[name]
     if step.skip_reason or step.run is None:
         return f"skip ({step.skip_reason or 'not configured'})"
+    if decision is not None and not decision.runs:
+        return skipping.describe(decision)
     if name == SETUP_STEP and step.run == setup_script(pipeline.setup):
         return _first_lines(pipeline.setup)
     parts = [f"$ {_first_line(step.run)}"]
@@ -422,4 +504,6 @@ def _plan_note(pipeline: Pipeline, name: str) -> str:
         parts.append(f"when {step.when}")
     if step.retry.attempts > 1:
         parts.append(f"{step.retry.attempts} attempts")
+    if decision is not None and decision.why:
+        parts.append(f"runs: {decision.why}")
     return "   ".join(parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ci_orchestrator import graph as dag
 
@@ -14,6 +14,8 @@ STATUS_CLASSES = {
     "failed": "fill:#ffebe9,stroke:#cf222e,color:#cf222e",
     "flaky": "fill:#fff8c5,stroke:#9a6700,color:#9a6700",
     "skipped": "fill:#f6f8fa,stroke:#8c959f,color:#57606a",
+    # skipped on purpose: nothing it depends on changed (`paths:`), or its inputs are up to date
+    "unchanged": "fill:#f6f8fa,stroke:#1a7f37,stroke-dasharray:4 3,color:#57606a",
     "cancelled": "fill:#fbefff,stroke:#8250df,color:#8250df",
 }
 
@@ -58,11 +60,13 @@ def to_mermaid(graph: Graph, status: Mapping[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dot(name: str, graph: Graph) -> str:
-    """Graphviz DOT; names are JSON-quoted, which DOT reads as quoted IDs."""
+def to_dot(name: str, graph: Graph, unchanged: Collection[str] = ()) -> str:
+    """Graphviz DOT; names are JSON-quoted, which DOT reads as quoted IDs. `unchanged` steps (a
+    run would skip them) are dashed."""
     lines = [f"digraph {json.dumps(name)} {{", "  rankdir=LR;", "  node [shape=box];"]
     for step in graph:
-        lines.append(f"  {json.dumps(step)};")
+        style = " [style=dashed]" if step in unchanged else ""
+        lines.append(f"  {json.dumps(step)}{style};")
     for step, needs in graph.items():
         for need in needs:
             lines.append(f"  {json.dumps(need)} -> {json.dumps(step)};")

@@ -51,6 +51,7 @@ from ci_orchestrator.records import (
 from ci_orchestrator.render.charts import to_xychart, trend_charts
 from ci_orchestrator.render.graph import to_mermaid
 from ci_orchestrator.render.text import clean, log_lines, one_line
+from ci_orchestrator.skipping import skipped_on_purpose
 
 COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)
 SUMMARY_BUDGET = 1024 * 1024  # GitHub's limit on a step's job summary (bytes)
@@ -395,7 +396,15 @@ def history_line(report: HealthReport, escape: Callable[[str], str] = md) -> str
         parts.append(f"pass rate {percent(report.pass_rate)}")
     if report.mean_duration_ms is not None:
         parts.append(f"mean duration {duration(report.mean_duration_ms)}")
+    if report.steps_saved:
+        parts.append(time_saved(report))
     return " · ".join(parts)
+
+
+def time_saved(report: HealthReport) -> str:
+    """`4m10s saved by 37 skipped steps (unchanged or up to date)`"""
+    steps = f"{report.steps_saved} skipped step{'s' if report.steps_saved != 1 else ''}"
+    return f"{duration(report.time_saved_ms)} saved by {steps} (unchanged or up to date)"
 
 
 def base_share(base: BaseComparison | None, escape: Callable[[str], str] = md) -> str:
@@ -971,8 +980,16 @@ def run_mermaid(run: RunRecord) -> str:
     """`to_mermaid` over the steps that ran; needs outside the run (`--only`) are left out."""
     names = {clean(step.name) for step in run.steps}
     graph = {clean(s.name): [n for n in map(clean, s.needs) if n in names] for s in run.steps}
-    status = {clean(s.name): "flaky" if is_flaky_pass(s) else s.status for s in run.steps}
+    status = {clean(s.name): _graph_status(s) for s in run.steps}
     return to_mermaid(graph, status).rstrip("\n")
+
+
+def _graph_status(step: StepRecord) -> str:
+    if is_flaky_pass(step):
+        return "flaky"
+    if step.status == "skipped" and skipped_on_purpose(step.reason):
+        return "unchanged"
+    return step.status
 
 
 def notes_section(notes: Sequence[str]) -> str:

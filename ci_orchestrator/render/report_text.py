@@ -21,6 +21,7 @@ from ci_orchestrator.render.markdown import (
     pipeline_name,
     pipeline_state,
     ref_text,
+    time_saved,
 )
 from ci_orchestrator.render.terminal import failure_reason
 from ci_orchestrator.render.text import strip_ansi
@@ -115,6 +116,8 @@ def header(report: HealthReport) -> str:
         ("pass rate", percent(report.pass_rate)),
         ("mean duration", duration(report.mean_duration_ms)),
     ]
+    if report.steps_saved:
+        facts.append(("time saved", time_saved(report)))
     if report.critical_path:
         facts.append(("critical path", " -> ".join(plain(s) for s in report.critical_path)))
     width = max(len(label) for label, _ in facts)
