@@ -35,8 +35,8 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class ActResult:
     raw: str  # everything act wrote (the JSON lines, then stderr): for what must never appear
     artifacts: Path  # what the upload-artifact stand-in stored: one folder per artifact name
     seconds: float
+    commits: tuple[str, ...] = ()  # the test repository's commit ids, in the order made
 
     def job(self, job_id: str) -> Job:
         assert job_id in self.jobs, f"no job {job_id!r} in act's log:\n{self.log[-4000:]}"
@@ -118,6 +119,23 @@ class ActResult:
             for line in self.raw.splitlines()
             if secret in line and '"command":"add-mask"' not in line
         ]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A commit `build_repository` makes after its first one: on `branch` (made from the commit
+    before it when new), with `files` written, or deleted where their text is None."""
+
+    branch: str
+    message: str
+    files: Mapping[str, str | None]
+
+
+# A pull_request or push payload made from the repository's commit ids (see `run_workflow`).
+PayloadOf = Callable[[Sequence[str]], Mapping[str, Any]]
+# When commits are given, every commit is dated from here, a minute apart: two repositories made
+# from the same files and commits have the same commit ids, as one pushed to twice would.
+COMMIT_EPOCH = 1_714_564_800  # 2024-05-01T12:00:00Z
 
 
 @dataclass
@@ -145,8 +163,9 @@ def run_workflow(
     workflow: Path,
     *,
     event: str = "push",
-    payload: Path | None = None,
+    payload: Path | PayloadOf | None = None,
     files: Mapping[str, str] | None = None,
+    commits: Sequence[Commit] = (),
     github: FakeGitHub | None = None,
     token: str = ACTIONS_TOKEN,
     cache_server: Path | None = None,
@@ -156,12 +175,22 @@ def run_workflow(
     """Run `event` (with `payload` as its JSON) through `workflow` on a new git repository in
     `workdir/repo` holding `files`, and return what the runner saw.
 
+    `commits`: more commits after the first (see `build_repository`); the run is on the last.
+    `payload` may be a function of the commit ids (the first commit's, then one per `commits`)
+    returning the event: a push's `before`/`after`, a pull request's `base.sha`/`head.sha`.
+    `ActResult.commits` has the ids too.
+
     `github`: the job's GITHUB_API_URL is this fake server. `cache_server`: act's cache server
     folder (actions/cache), shared between runs to test history; default: a fresh one. `env`:
     extra environment variables for the job. Fails the test if act runs longer than `timeout`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    repo = make_repository(workdir / "repo", workflow, files or {})
+    repo = workdir / "repo"
+    shas = build_repository(repo, workflow, files or {}, commits)
+    if callable(payload):
+        event_file = workdir / "event.json"
+        event_file.write_text(json.dumps(payload(shas), indent=2))
+        payload = event_file
     _check_local(setup, workflow)
     artifacts = workdir / "artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -172,7 +201,8 @@ def run_workflow(
     args += ["-s", f"GITHUB_TOKEN={token}"]
     started = time.monotonic()
     code, stdout, stderr = _run(args, repo, _process_env(setup, workdir), workdir, timeout)
-    return parse_log(code, stdout, stderr, artifacts, time.monotonic() - started)
+    result = parse_log(code, stdout, stderr, artifacts, time.monotonic() - started)
+    return replace(result, commits=tuple(shas))
 
 
 def act_arguments(
@@ -205,6 +235,16 @@ def act_arguments(
 
 def make_repository(repo: Path, workflow: Path, files: Mapping[str, str]) -> Path:
     """A git repository on `main` with one commit: the workflow and `files`."""
+    build_repository(repo, workflow, files)
+    return repo
+
+
+def build_repository(
+    repo: Path, workflow: Path, files: Mapping[str, str], commits: Sequence[Commit] = ()
+) -> list[str]:
+    """`make_repository`, then `commits` in order, each on its branch; the last one's branch is
+    left checked out. With `commits`, every commit is dated (COMMIT_EPOCH), so that repositories
+    made from the same arguments have the same commit ids. The ids, in the order made."""
     (repo / ".github" / "workflows").mkdir(parents=True)
     shutil.copyfile(workflow, repo / ".github" / "workflows" / workflow.name)
     for name, text in files.items():
@@ -213,9 +253,40 @@ def make_repository(repo: Path, workflow: Path, files: Mapping[str, str]) -> Pat
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
     _git(repo, "add", "-A")
-    _git(repo, "-c", "user.name=Octo Cat", "-c", "user.email=octocat@example.com",
-         "commit", "-q", "-m", "The change under test")  # fmt: skip
-    return repo
+    ids = [_commit(repo, "The change under test", 0 if commits else None)]
+    for minute, commit in enumerate(commits, 1):
+        known = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", f"refs/heads/{commit.branch}"],
+            cwd=repo, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        _git(repo, "switch", "-q", *(() if known.returncode == 0 else ("-c",)), commit.branch)
+        for name, content in commit.files.items():
+            if content is None:
+                (repo / name).unlink()
+                continue
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_text(content)
+        _git(repo, "add", "-A")
+        ids.append(_commit(repo, commit.message, minute))
+    return ids
+
+
+def _commit(repo: Path, message: str, minute: int | None) -> str:
+    """Commit what is staged, dated COMMIT_EPOCH plus `minute` minutes (None: now); its id."""
+    env = None
+    if minute is not None:
+        date = f"@{COMMIT_EPOCH + 60 * minute} +0000"
+        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    subprocess.run(
+        ["git", "-c", "user.name=Octo Cat", "-c", "user.email=octocat@example.com",
+         "commit", "-q", "-m", message],
+        cwd=repo, check=True, capture_output=True, timeout=60, env=env,
+    )  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True,
+        timeout=60,
+    )  # fmt: skip
+    return head.stdout.strip()
 
 
 # --- reading act's --json log ---
