@@ -25,8 +25,14 @@ class ProcessFailed(RuntimeError):
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without CI and make variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN) and k != "CI"}
+    """This environment without CI and make variables, and with bytecode caching on: where
+    PYTHONDONTWRITEBYTECODE is set (this project's CI machines set it), every run would compile
+    each module again, which a user's installed copy never does."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_FOREIGN) and k not in ("CI", "PYTHONDONTWRITEBYTECODE")
+    }
 
 
 @dataclass(frozen=True)

@@ -384,6 +384,9 @@ class _Run:
             self.run_id, self.runner.name, self.started, self.steps, self.log_dir, self.runner.jobs
         )
         self.notify("run_started", info)
+        # Turns are announced from the start, so that observers batch even the first turn's
+        # events (a run that skips 200 up-to-date steps writes them in one transaction).
+        self.notify("turn_ended")
         if any(isinstance(step.action, str) for step in self.steps.values()):
             try:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
