@@ -348,6 +348,21 @@ def _read_values(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def is_commit(ref: str, folder: Path) -> bool:
+    """Whether `ref` names a commit of the repository around `folder`."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+            cwd=folder,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 @functools.lru_cache(maxsize=8)
 def repository_root(folder: Path) -> Path | None:
     """The top of the git work tree holding `folder`, or None (asked of git once per folder)."""

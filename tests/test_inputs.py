@@ -14,24 +14,9 @@ import pytest
 
 from ci_orchestrator.changes import PathFilter
 from ci_orchestrator.inputs import InputTree, OutputCache, StepInputs, input_fingerprints
+from tests.test_changes import _git_env, git  # noqa: F401 - _git_env: an autouse fixture
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-}  # fmt: skip
 ODD = ("src/with space.py", "src/new\nline.py", "src/ünïcødé.py")
-
-
-@pytest.fixture(autouse=True)
-def _git_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in GIT_ENV.items():
-        monkeypatch.setenv(name, value)
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture

@@ -317,3 +317,19 @@ def test_an_up_to_date_step_still_passes_its_values_on(repo: Path) -> None:
     run(repo)
     assert steps(repo)["version"][0] == "skipped"
     assert ran(repo) == ["release-1.2"]
+
+
+def test_changed_since_a_ref_that_is_no_commit_is_one_usage_line(
+    repo: Path, tmp_path: Path
+) -> None:
+    done = cli("run", "--changed-since", "mian", cwd=repo)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --changed-since: 'mian' is not a commit")
+    assert done.stderr.count("\n") == 1
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "p.yml").write_text("steps: {a: {run: 'true'}}\n")
+    done = cli("run", "p.yml", "--changed-since", "main", cwd=outside)
+    assert done.returncode == 2
+    assert "is not in a git repository" in done.stderr
+    assert ran(repo) == []

@@ -142,6 +142,17 @@ def step_values(step: WorkflowStep) -> dict[str, str]:
     return {output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()}
 
 
+def check_changed_since(ref: str, folder: Path) -> None:
+    """`--changed-since REF` names a commit of the pipeline's repository, or it is a usage error."""
+    if skipping.repository_root(folder) is None:
+        raise UsageError(f"--changed-since: {folder} is not in a git repository")
+    if not skipping.is_commit(ref, folder):
+        raise UsageError(
+            f"--changed-since: {ref!r} is not a commit of the repository at {folder}"
+            " (expected a branch, tag or commit id)"
+        )
+
+
 def plan_skips(
     pipeline: Pipeline,
     options: RunOptions,
@@ -159,6 +170,8 @@ def plan_skips(
             file = " (every step of a file: run FILE --force)" if Path(name).is_file() else ""
             hint = closest(name, pipeline.steps) or file
             raise UsageError(f"--force: no step named {name!r} in {pipeline.source}{hint}")
+    if options.changed_since:
+        check_changed_since(options.changed_since, pipeline.base_dir.resolve())
     if not skipping.uses_skipping(pipeline):
         if options.changed_since:
             print("note: --changed-since: no step has `paths:`; every step runs", file=sys.stderr)
