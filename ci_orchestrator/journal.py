@@ -422,6 +422,16 @@ class JournalStore:
                 medians[name] = median(r[0] for r in rows)
         return medians
 
+    def steps_with_inputs(self, pipeline: str) -> set[str]:
+        """The steps of `pipeline` that ever passed with an input fingerprint recorded (one
+        query, so that a first run does not look each step up)."""
+        rows = self.query(
+            "SELECT DISTINCT name FROM steps WHERE pipeline = ? AND inputs IS NOT NULL"
+            " AND status = 'completed'",
+            (pipeline,),
+        )
+        return {row[0] for row in rows}
+
     def passed_with_inputs(
         self, pipeline: str, step: str, inputs: str, branches: Sequence[str] | None = None
     ) -> Reuse | None:

@@ -102,11 +102,13 @@ def plan(
         fingerprints = _fingerprints(pipeline, root or pipeline.base_dir, prefix)
         cache = _output_cache(root or pipeline.base_dir, state_dir)
         trusted = _trusted_branches(env, context)
+        # One query for the steps with any recorded pass: a first run looks none of them up.
+        known = store.steps_with_inputs(pipeline.name) if store is not None else set()
         for name, step in steps.items():
             if not step.inputs or not decisions[name].runs:
                 continue
             decision = _by_inputs(
-                pipeline.name, step, fingerprints[name], name in forced, store, trusted
+                pipeline.name, step, fingerprints[name], name in forced, store, trusted, known
             )
             if decision.runs and not decision.why:  # say what its paths saw, if anything
                 decision = decision._replace(why=decisions[name].why)
@@ -258,6 +260,7 @@ def _by_inputs(
     forced: bool,
     store: JournalStore | None,
     trusted: list[str] | None,
+    known: set[str],
 ) -> Decision:
     if forced:
         return Decision(True, "forced (--force)")
@@ -265,6 +268,8 @@ def _by_inputs(
         return Decision(True, "")  # in GitHub Actions only `cache: trust-history` reuses a pass
     if store is None:
         return Decision(True, "no journal to tell whether its inputs changed")
+    if step.name not in known:
+        return Decision(True, "")
     reuse = store.passed_with_inputs(pipeline, step.name, fingerprint, trusted)
     if reuse is None:
         return Decision(True, "")
