@@ -331,8 +331,8 @@ def _since(ref: str, cwd: Path | None) -> ChangeRange:
     top = toplevel(cwd)
     if top is None:
         return ChangeRange(None, None, None, source, "not inside a git work tree")
-    head = _rev(top, "HEAD")
-    base = _rev(top, ref)
+    head = commit_id(top, "HEAD")
+    base = commit_id(top, ref)
     if head is None or base is None:
         what = "HEAD" if head is None else repr(ref)
         return ChangeRange(base, head, None, source, f"{what} is not a commit in this repository")
@@ -415,9 +415,9 @@ def _sha(side: object) -> str | None:
 def _fork_point(top: Path, ref: str, head: str) -> str | None:
     """Where `head` left `ref`; None when `ref` is missing, or when `head` is on it (a first
     push of the default branch itself has no fork point to compare with)."""
-    tip = _rev(top, ref)
+    tip = commit_id(top, ref)
     fork = _merge_base(top, tip, head) if tip is not None else None
-    return None if fork is None or fork == _rev(top, head) else fork
+    return None if fork is None or fork == commit_id(top, head) else fork
 
 
 def _between(top: Path, base: str, head: str, source: str) -> ChangeRange:
@@ -491,7 +491,8 @@ def _missing(top: Path, shas: Sequence[str]) -> list[str]:
     return [sha for sha, line in zip(shas, answers, strict=False) if line.endswith(" missing")]
 
 
-def _rev(top: Path, ref: str) -> str | None:
+def commit_id(top: Path, ref: str) -> str | None:
+    """The commit `ref` names in the repository at `top`, or None when it names none."""
     done = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], top)
     sha = os.fsdecode(done.stdout).strip() if done is not None and done.returncode == 0 else ""
     return sha or None

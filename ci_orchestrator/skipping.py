@@ -21,13 +21,14 @@ Globs are relative to the pipeline file's folder, as every path in the file is.
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
+
+from ci_orchestrator.render import plural
 
 if TYPE_CHECKING:
     from ci_orchestrator.changes import ChangeRange
@@ -47,11 +48,12 @@ class Decision(NamedTuple):
 
     runs: bool
     why: str  # the skip reason; for a step that runs, what made it run ('' when nothing special)
-    fingerprint: str | None = None  # of its inputs (steps that declare `inputs:`, and their needs)
     reuse: Reuse | None = None  # the run whose pass makes it up to date
 
 
 class Plan(NamedTuple):
+    root: Path  # the repository's top (the pipeline's folder outside git): globs are matched there
+    prefix: str  # the pipeline's folder relative to `root` ('' or 'sub/dir/')
     decisions: dict[str, Decision]
     notes: list[str]  # one line each, for the user: a range that cannot be known, ...
     fingerprints: dict[str, str]  # every step's input fingerprint, when any step has inputs
@@ -80,27 +82,30 @@ def plan(
     state_dir: Path | None = None,
 ) -> Plan:
     """Decide, before anything runs, which steps a run leaves out."""
+    from ci_orchestrator.changes import change_range, repo_prefix, toplevel
+
     steps = {n: s for n, s in pipeline.steps.items() if s.run is not None and not s.skip_reason}
     decisions = {name: Decision(True, "") for name in steps}
     notes: list[str] = []
     fingerprints: dict[str, str] = {}
+    top = toplevel(pipeline.base_dir) if uses_skipping(pipeline) else None
+    root = top or pipeline.base_dir
+    prefix = (repo_prefix(pipeline.base_dir, top) or "") if top is not None else ""
     if not uses_skipping(pipeline):
-        return Plan(decisions, notes, fingerprints, {}, {})
-    root = repository_root(pipeline.base_dir)
-    prefix = _prefix(pipeline.base_dir, root)
+        return Plan(root, prefix, decisions, notes, fingerprints, {}, {})
     forced = set(steps) if ALL in force else set(force)
     if any(s.paths for s in steps.values()):
-        change = _change_range(env, changed_since, root or pipeline.base_dir)
+        change = change_range(env, changed_since, root)
         if change is not None and change.files is None:
             notes.append(f"steps with `paths:` run: {change.problem or 'the range is unknown'}")
         elif change is not None:
-            notes.append(f"changes: {change.source}: {_files(len(change.files or ()))}")
+            notes.append(f"changes: {change.source}: {plural(len(change.files or ()), 'file')}")
             for name, step in steps.items():
                 if step.paths and name not in forced:
                     decisions[name] = _by_paths(step, change, prefix)
     if any(s.inputs for s in pipeline.steps.values()):
-        fingerprints = _fingerprints(pipeline, root or pipeline.base_dir, prefix)
-        cache = _output_cache(root or pipeline.base_dir, state_dir)
+        fingerprints = _fingerprints(pipeline, root, prefix)
+        cache = _output_cache(root, state_dir)
         trusted = _trusted_branches(env, context)
         # One query for the steps with any recorded pass: a first run looks none of them up.
         known = store.steps_with_inputs(pipeline.name) if store is not None else set()
@@ -112,17 +117,16 @@ def plan(
             )
             if decision.runs and not decision.why:  # say what its paths saw, if anything
                 decision = decision._replace(why=decisions[name].why)
-            if not decision.runs and step.outputs and not cache.has(name, fingerprints[name]):
-                decision = Decision(
-                    True, f"its outputs from run {_run_name(decision.reuse)} are not cached here"
-                )
-            decisions[name] = decision._replace(fingerprint=fingerprints[name])
+            if decision.reuse and step.outputs and not cache.has(name, fingerprints[name]):
+                run_id = decision.reuse.run_id
+                decision = Decision(True, f"its outputs from run {run_id} are not cached here")
+            decisions[name] = decision
     saved = {
         name: decision.reuse.duration_ms if decision.reuse else (medians or {}).get(name, 0.0)
         for name, decision in decisions.items()
         if not decision.runs
     }
-    return Plan(decisions, notes, fingerprints, saved, {})
+    return Plan(root, prefix, decisions, notes, fingerprints, saved, {})
 
 
 def apply(pipeline: Pipeline, decisions: Mapping[str, Decision]) -> Pipeline:
@@ -138,19 +142,18 @@ def restore_outputs(pipeline: Pipeline, result: Plan, state_dir: Path | None) ->
     """Put back the `outputs:` of the steps that are up to date, and the `CIO_*` values they
     passed on when they ran. A step whose outputs cannot be put back (a corrupt entry, which is
     dropped) runs instead, saying why."""
-    root = repository_root(pipeline.base_dir) or pipeline.base_dir
-    cache = _output_cache(root, state_dir)
+    cache = _output_cache(result.root, state_dir)
     decisions = dict(result.decisions)
     saved = dict(result.saved_ms)
     values: dict[str, str] = {}
     for name, decision in result.decisions.items():
-        step = pipeline.steps[name]
-        if decision.runs or decision.fingerprint is None:
+        fingerprint = result.fingerprints.get(name)
+        if decision.reuse is None or fingerprint is None:
+            continue  # runs, or skipped for its paths
+        values.update(_read_values(_values_file(result.root, state_dir, name, fingerprint)))
+        if not pipeline.steps[name].outputs:
             continue
-        values.update(_read_values(_values_file(root, state_dir, name, decision.fingerprint)))
-        if not step.outputs:
-            continue
-        restored = cache.restore(name, decision.fingerprint)
+        restored = cache.restore(name, fingerprint)
         if not restored.ok:
             decisions[name] = Decision(True, f"its cached outputs: {restored.message}")
             saved.pop(name, None)
@@ -165,9 +168,9 @@ def store_outputs(
 ) -> list[str]:
     """Keep the `outputs:` of the steps that passed in this run (`passed`: each one's `CIO_*`
     values), for when they are up to date; warnings, one line each."""
-    root = repository_root(pipeline.base_dir) or pipeline.base_dir
-    prefix = _prefix(pipeline.base_dir, root)
-    cache = _output_cache(root, state_dir)
+    from ci_orchestrator.changes import rooted
+
+    cache = _output_cache(result.root, state_dir)
     warnings = []
     for name, values in passed.items():
         step = pipeline.steps.get(name)
@@ -175,10 +178,10 @@ def store_outputs(
         if step is None or not step.inputs or fingerprint is None:
             continue
         if values:
-            _write_values(_values_file(root, state_dir, name, fingerprint), values)
+            _write_values(_values_file(result.root, state_dir, name, fingerprint), values)
         if not step.outputs:
             continue
-        stored = cache.store(name, fingerprint, [_rooted(g, prefix) for g in step.outputs])
+        stored = cache.store(name, fingerprint, [rooted(g, result.prefix) for g in step.outputs])
         if not stored.ok:
             warnings.append(f"{name}: {stored.message}")
     return warnings
@@ -196,18 +199,18 @@ def unmatched_globs(pipeline: Pipeline) -> list[str]:
     that only excludes is left alone). For `validate`."""
     if not uses_skipping(pipeline):
         return []
-    from ci_orchestrator.changes import PathFilter
+    from ci_orchestrator.changes import PathFilter, repo_prefix, rooted, toplevel
 
-    root = repository_root(pipeline.base_dir)
+    root = toplevel(pipeline.base_dir)
     if root is None:
         return []
     files = _repository_files(root)
-    prefix = _prefix(pipeline.base_dir, root)
+    prefix = repo_prefix(pipeline.base_dir, root) or ""
     warnings = []
     for name, step in pipeline.steps.items():
         for key, globs in (("paths", step.paths), ("inputs", step.inputs)):
             for glob in globs:
-                if glob.startswith("!") or PathFilter([_rooted(glob, prefix)]).matching(files):
+                if glob.startswith("!") or PathFilter([rooted(glob, prefix)]).matching(files):
                     continue
                 warnings.append(
                     f"{step.location}: steps.{name}.{key}: {glob!r} matches no file of the"
@@ -235,12 +238,12 @@ def _repository_files(root: Path) -> list[str]:
 
 
 def _by_paths(step: Step, change: ChangeRange, prefix: str) -> Decision:
-    from ci_orchestrator.changes import PathFilter
+    from ci_orchestrator.changes import PathFilter, rooted
 
-    matched = PathFilter([_rooted(g, prefix) for g in step.paths]).matching(change.files or ())
+    matched = PathFilter([rooted(g, prefix) for g in step.paths]).matching(change.files or ())
     if not matched:
         return Decision(False, UNCHANGED + ", ".join(step.paths))
-    more = f" and {_files(len(matched) - 1)}" if len(matched) > 1 else ""
+    more = f" and {plural(len(matched) - 1, 'file')}" if len(matched) > 1 else ""
     return Decision(True, f"changed: {matched[0]}{more}")
 
 
@@ -276,14 +279,11 @@ def _by_inputs(
     where = f"in run {reuse.run_id}"
     if trusted is not None and reuse.branch and reuse.sha:
         where = f"on {reuse.branch} at {reuse.sha[:7]}"
-    return Decision(False, f"{UP_TO_DATE} (passed {where})", None, reuse)
-
-
-def _run_name(reuse: Reuse | None) -> str:
-    return reuse.run_id if reuse is not None else "?"
+    return Decision(False, f"{UP_TO_DATE} (passed {where})", reuse)
 
 
 def _fingerprints(pipeline: Pipeline, root: Path, prefix: str) -> dict[str, str]:
+    from ci_orchestrator.changes import rooted
     from ci_orchestrator.inputs import InputTree, StepInputs, input_fingerprints
 
     tree = InputTree.read(root)
@@ -292,18 +292,12 @@ def _fingerprints(pipeline: Pipeline, root: Path, prefix: str) -> dict[str, str]
             step.run,
             dict(step.env),
             step.cwd,
-            tuple(_rooted(g, prefix) for g in step.inputs),
+            tuple(rooted(g, prefix) for g in step.inputs),
             step.needs,
         )
         for name, step in pipeline.steps.items()
     }
     return input_fingerprints(steps, tree)
-
-
-def _change_range(env: Mapping[str, str], since: str | None, cwd: Path) -> ChangeRange | None:
-    from ci_orchestrator.changes import change_range
-
-    return change_range(env, since, cwd)
 
 
 # The largest `outputs:` entry kept, in bytes (default: OutputCache's).
@@ -351,44 +345,3 @@ def _read_values(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         return {}
     return {str(k): str(v) for k, v in data.items()}
-
-
-def is_commit(ref: str, folder: Path) -> bool:
-    """Whether `ref` names a commit of the repository around `folder`."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-            cwd=folder,
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
-
-
-@functools.lru_cache(maxsize=8)
-def repository_root(folder: Path) -> Path | None:
-    """The top of the git work tree holding `folder`, or None (asked of git once per folder)."""
-    from ci_orchestrator.changes import toplevel
-
-    return toplevel(folder)
-
-
-def _prefix(base_dir: Path, root: Path | None) -> str:
-    """The pipeline file's folder relative to the repository root ('' at the root)."""
-    from ci_orchestrator.changes import repo_prefix
-
-    return (repo_prefix(base_dir, root) or "") if root is not None else ""
-
-
-def _rooted(glob: str, prefix: str) -> str:
-    """A glob relative to the pipeline file's folder, made relative to the repository root."""
-    from ci_orchestrator.changes import rooted
-
-    return rooted(glob, prefix)
-
-
-def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"

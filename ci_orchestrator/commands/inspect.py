@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -62,8 +63,6 @@ def would_skip(pipeline: Pipeline, changed_since: str | None) -> dict[str, str]:
 
     if not skipping.uses_skipping(pipeline):
         return {}
-    import os
-
     from ci_orchestrator.gitinfo import detect
     from ci_orchestrator.journal import JournalStore, journal_path
 

@@ -144,9 +144,12 @@ def step_values(step: WorkflowStep) -> dict[str, str]:
 
 def check_changed_since(ref: str, folder: Path) -> None:
     """`--changed-since REF` names a commit of the pipeline's repository, or it is a usage error."""
-    if skipping.repository_root(folder) is None:
+    from ci_orchestrator.changes import commit_id, toplevel
+
+    top = toplevel(folder)
+    if top is None:
         raise UsageError(f"--changed-since: {folder} is not in a git repository")
-    if not skipping.is_commit(ref, folder):
+    if commit_id(top, ref) is None:
         raise UsageError(
             f"--changed-since: {ref!r} is not a commit of the repository at {folder}"
             " (expected a branch, tag or commit id)"
