@@ -382,12 +382,6 @@ class JournalStore:
         except OSError:
             return None
 
-    def save_process(self, run_id: str, step: str, pid: int, started: str | None) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)", (run_id, step, pid, started)
-            )
-
     # --- reading ---
 
     def load_run(self, run_id: str) -> RunRecord | None:

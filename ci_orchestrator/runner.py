@@ -260,6 +260,13 @@ def output_env_name(step: str, key: str) -> str:
     return f"CIO_{_ENV_KEY.sub('_', step).upper()}_{_ENV_KEY.sub('_', key).upper()}"
 
 
+def output_values(step: WorkflowStep) -> dict[str, str]:
+    """The `CIO_*` values a completed step passes on (its `$CI_ORCHESTRATOR_OUTPUT` lines)."""
+    if step.status is not StepStatus.COMPLETED or not isinstance(step.result, Mapping):
+        return {}
+    return {output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()}
+
+
 class WorkflowRunner:
     """Runs a DAG of steps; see the module docstring. Build it with `add_step`, then `run()`."""
 
@@ -498,10 +505,8 @@ class _Run:
 
     def step_ended(self, step: WorkflowStep) -> None:
         """A started step reached its final status (on the loop's thread)."""
-        if step.status is StepStatus.COMPLETED and isinstance(step.result, Mapping) and step.result:
-            self.exports[step.name] = {
-                output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()
-            }
+        if values := output_values(step):
+            self.exports[step.name] = values
         self.settled(step)
         self.ended.append(step.name)
 

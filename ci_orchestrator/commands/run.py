@@ -44,7 +44,7 @@ from ci_orchestrator.runner import (
     RunStatus,
     WorkflowResult,
     WorkflowRunner,
-    WorkflowStep,
+    output_values,
 )
 from ci_orchestrator.state import STATE_DIR, ensure_state_dir
 
@@ -125,21 +125,12 @@ def run(
         result = runner.run()
     if skips is not None:
         passed = {
-            s.name: step_values(s) for s in result.steps.values() if s.status.value == "completed"
+            s.name: output_values(s) for s in result.steps.values() if s.status.value == "completed"
         }
         for warning in skipping.store_outputs(pipeline, passed, skips, options.state_dir):
             print(f"warning: outputs of {warning}", file=sys.stderr)
     finish(result, context, options, journal, env, masker)
     return exit_code(result)
-
-
-def step_values(step: WorkflowStep) -> dict[str, str]:
-    """The `CIO_*` values a step passed on to the steps after it."""
-    from ci_orchestrator.runner import output_env_name
-
-    if not isinstance(step.result, Mapping):
-        return {}
-    return {output_env_name(step.name, str(k)): str(v) for k, v in step.result.items()}
 
 
 def check_changed_since(ref: str, folder: Path) -> None:

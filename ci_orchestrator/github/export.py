@@ -561,15 +561,12 @@ def values_from_needs(needs_json: str) -> dict[str, str]:
 def values_output(needs_json: str, result: WorkflowResult, mask: Callable[[str], str] = str) -> str:
     """This job's `values` output: what it got from the jobs before and what its steps wrote to
     $CI_ORCHESTRATOR_OUTPUT (masked), as a JSON object of CIO_<STEP>_<KEY> names."""
-    from ci_orchestrator.runner import StepStatus, output_env_name
+    from ci_orchestrator.runner import output_values
 
     values = values_from_needs(needs_json)
     for name, step in result.steps.items():
-        done = step.status is StepStatus.COMPLETED and isinstance(step.result, Mapping)
-        if name != SETUP_STEP and done:
-            values.update(
-                {output_env_name(name, str(k)): mask(str(v)) for k, v in step.result.items()}
-            )
+        if name != SETUP_STEP:
+            values.update({k: mask(v) for k, v in output_values(step).items()})
     return json.dumps(values, sort_keys=True)
 
 

@@ -48,6 +48,7 @@ from ci_orchestrator.records import (
     StepRecord,
     TestCaseRecord,
 )
+from ci_orchestrator.render import plural
 from ci_orchestrator.render.charts import to_xychart, trend_charts
 from ci_orchestrator.render.graph import to_mermaid
 from ci_orchestrator.render.text import clean, log_lines, one_line
@@ -403,7 +404,7 @@ def history_line(report: HealthReport, escape: Callable[[str], str] = md) -> str
 
 def time_saved(report: HealthReport) -> str:
     """`4m10s saved by 37 skipped steps (unchanged or up to date)`"""
-    steps = f"{report.steps_saved} skipped step{'s' if report.steps_saved != 1 else ''}"
+    steps = plural(report.steps_saved, "skipped step")
     return f"{duration(report.time_saved_ms)} saved by {steps} (unchanged or up to date)"
 
 
