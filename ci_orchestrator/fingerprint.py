@@ -8,7 +8,7 @@ the code (as for `git describe --dirty`).
 
 Reading the tree costs two git processes, started together: HEAD's tree id and the diff of the
 working tree against HEAD; `TreeReader` starts them while a run prepares (bench/journal_scale.py
-measures the cost).
+measures the cost), and none in a folder outside any repository (`outside_repository`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, NamedTuple
+
+from ci_orchestrator.gitdir import outside_repository
 
 GIT_TIMEOUT_S = 10.0
 _CHUNK = 1 << 16
@@ -46,10 +48,13 @@ def read_tree(cwd: Path | None = None) -> TreeState | None:
 
 class TreeReader:
     """Reads the tree in the background: the git processes start now, `result` waits for them
-    (so a run can read its tree while it prepares, and before any step changes it)."""
+    (so a run can read its tree while it prepares, and before any step changes it). Outside any
+    repository it starts none: git could only fail, and `result` is None as it would then be."""
 
     def __init__(self, cwd: Path | None = None) -> None:
         self.processes: tuple[subprocess.Popen[bytes], ...] = ()
+        if outside_repository(cwd):
+            return
         try:
             head = _git(["rev-parse", "--verify", "--quiet", "HEAD^{tree}"], cwd)
         except OSError:

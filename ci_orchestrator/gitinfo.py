@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci_orchestrator.gitdir import outside_repository
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -52,14 +54,66 @@ class RunContext:
         return {k: v or "" for k, v in values.items()}
 
 
+GIT_TIMEOUT_S = 10.0
+_HEAD = ("rev-parse", "HEAD", "--abbrev-ref", "HEAD")
+_ORIGIN_HEAD = ("symbolic-ref", "--short", "refs/remotes/origin/HEAD")
+_CONFIGURED_DEFAULT = ("config", "init.defaultBranch")
+
+
 def _git(*args: str, cwd: Path | None = None) -> list[str]:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return []
     return done.stdout.split() if done.returncode == 0 else []
+
+
+def _read_git(cwd: Path | None) -> tuple[list[str], list[str], list[str]]:
+    """What `_git` answers for HEAD, origin/HEAD and, only when origin/HEAD is unset, the
+    configured default branch: the processes overlap (origin/HEAD's first, as the third waits
+    for its answer), so the wall time is about one process's, not the sum of them."""
+    origin = _start(_ORIGIN_HEAD, cwd)
+    processes = [origin, _start(_HEAD, cwd)]
+    try:
+        default = _output(origin)
+        configured = None if default else _start(_CONFIGURED_DEFAULT, cwd)
+        processes.append(configured)
+        return _output(processes[1]), default, _output(configured)
+    finally:
+        for process in processes:
+            if process is not None and process.returncode is None:
+                process.kill()
+                process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+
+
+def _start(args: tuple[str, ...], cwd: Path | None) -> subprocess.Popen[str] | None:
+    try:
+        return subprocess.Popen(
+            ["git", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+    except OSError:
+        return None
+
+
+def _output(process: subprocess.Popen[str] | None) -> list[str]:
+    if process is None:
+        return []
+    try:
+        out, _ = process.communicate(timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return []
+    return out.split() if process.returncode == 0 else []
 
 
 def read_event(env: Mapping[str, str]) -> dict[str, Any]:
@@ -89,26 +143,34 @@ def pr_number_from_event(event_name: str | None, payload: Mapping[str, Any]) -> 
 
 
 def detect(env: Mapping[str, str], cwd: Path | None = None) -> RunContext:
+    """Where this run happens: from `env` in GitHub Actions, else from git at `cwd` (default:
+    here). Outside any repository (`outside_repository`) git could only fail to read HEAD and
+    origin/HEAD, so only the configured default branch is asked; in a repository the git processes
+    overlap (`_read_git`)."""
     if env.get("GITHUB_ACTIONS") == "true":
         return _from_github(env)
     trigger = "pre-push" if env.get("CI_ORCHESTRATOR_TRIGGER") == "pre-push" else "local"
     if env.get("CI", "").lower() in ("true", "1"):
         trigger = "ci"
-    head = _git("rev-parse", "HEAD", "--abbrev-ref", "HEAD", cwd=cwd)
-    default = _git("symbolic-ref", "--short", "refs/remotes/origin/HEAD", cwd=cwd)
+    if outside_repository(cwd):
+        head: list[str] = []
+        default: list[str] = []
+        configured = _git(*_CONFIGURED_DEFAULT, cwd=cwd)
+    else:
+        head, default, configured = _read_git(cwd)
     branch = head[1] if len(head) > 1 and head[1] != "HEAD" else None
     return RunContext(
         sha=head[0] if head else None,
         branch=branch,
-        default_branch=default[0].split("/", 1)[-1] if default else _configured_default(cwd),
+        default_branch=default[0].split("/", 1)[-1] if default else _or_main(configured),
         event=None,
         trigger=trigger,
         ref=f"refs/heads/{branch}" if branch else None,
     )
 
 
-def _configured_default(cwd: Path | None) -> str:
-    configured = _git("config", "init.defaultBranch", cwd=cwd)
+def _or_main(configured: list[str]) -> str:
+    """`git config init.defaultBranch`'s answer, or git's own default."""
     return configured[0] if configured else "main"
 
 
