@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from ci_orchestrator.procfs import stat_fields
 
 if TYPE_CHECKING:
     from ci_orchestrator.loop import Loop, Timer
@@ -45,11 +45,10 @@ class Sink(Protocol):
 
 def shell_argv(command: str) -> list[str]:
     """bash with pipefail when the machine has it, else POSIX sh."""
-    bash = _BASH[0]
+    bash = _which("bash", None)
     return [bash, "-o", "pipefail", "-c", command] if bash else ["/bin/sh", "-c", command]
 
 
-_BASH = [shutil.which("bash")]
 # Like GNU make, a command with no shell syntax runs without a shell: same result, a process less.
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'\n*?[]#~=%{}!")
 _BUILTINS = """
@@ -73,17 +72,42 @@ _FOUND: dict[tuple[str, str | None], str] = {}
 
 
 def _which(name: str, path: str | None) -> str | None:
-    """`shutil.which`, remembering what it found (a program that later vanishes fails to start,
-    and the shell then runs the command instead)."""
+    """`which`, remembering what it found (a program that later vanishes fails to start, and the
+    shell then runs the command instead)."""
     key = (name, path)
     found = _FOUND.get(key)
     if found is None and "/" not in name:
-        found = shutil.which(name, path=path)
+        found = which(name, path)
         if found is not None:
             _FOUND[key] = found
     elif found is None:
-        found = shutil.which(name, path=path)
+        found = which(name, path)
     return found
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """What `shutil.which(name, path=path)` answers on POSIX: the first executable file (not a
+    folder) named `name` in `path` (default $PATH). Written out because importing shutil (and
+    the compression modules it imports) cost every run a few milliseconds before its first step.
+    """
+    if os.path.dirname(name):
+        return name if _executable(name) else None
+    if path is None:
+        path = os.environ.get("PATH") or os.defpath
+    if not path:
+        return None
+    seen = set()
+    for folder in path.split(os.pathsep):
+        if folder not in seen:
+            seen.add(folder)
+            candidate = os.path.join(folder, name)
+            if _executable(candidate):
+                return candidate
+    return None
+
+
+def _executable(path: str) -> bool:
+    return os.path.exists(path) and os.access(path, os.X_OK) and not os.path.isdir(path)
 
 
 class CancelToken:
@@ -118,8 +142,7 @@ class CancelToken:
                 os.close(fd)
 
 
-@dataclass(frozen=True)
-class ShellOutcome:
+class ShellOutcome(NamedTuple):
     exit_code: int | None  # None when the process could not start
     timed_out: bool
     cancelled: bool
@@ -133,10 +156,12 @@ class ShellOutcome:
         return self.exit_code == 0 and not (self.timed_out or self.cancelled)
 
 
-@dataclass
 class _Tail:
-    limit: int
-    data: bytearray
+    """The last `limit` bytes of a stream, trimmed in amortised steps."""
+
+    def __init__(self, limit: int, data: bytearray) -> None:
+        self.limit = limit
+        self.data = data
 
     def add(self, chunk: bytes) -> None:
         self.data += chunk
@@ -553,13 +578,8 @@ def group_alive(pgid: int) -> bool:
 
 def process_state(pid: int) -> tuple[str, int] | None:
     """(state letter, process group) from /proc/PID/stat, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[2])
+    fields = stat_fields(pid)
+    return (fields[0], int(fields[2])) if fields else None
 
 
 def process_gone(pid: int) -> bool:

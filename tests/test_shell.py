@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ci_orchestrator.shell import CancelToken, ShellOutcome, process_gone, run_shell
+from ci_orchestrator.shell import CancelToken, ShellOutcome, process_gone, run_shell, which
 
 
 def _run(command: str, **options: Any) -> tuple[ShellOutcome, bytes]:
@@ -85,3 +87,23 @@ def test_a_command_that_cannot_start_is_an_error_not_a_crash(tmp_path: Path) -> 
     outcome, _ = _run("true", cwd=tmp_path / "missing")
     assert outcome.exit_code is None
     assert "No such file" in outcome.error
+
+
+def test_which_answers_as_shutil_which_does(tmp_path: Path) -> None:
+    """The shell module finds programs without importing shutil; the answers must not differ."""
+    bin_a, bin_b, empty = tmp_path / "a", tmp_path / "b", tmp_path / "empty"
+    for folder in (bin_a, bin_b, empty):
+        folder.mkdir()
+    (bin_a / "tool").write_text("#!/bin/sh\n")  # not executable: skipped
+    (bin_b / "tool").write_text("#!/bin/sh\n")
+    (bin_b / "tool").chmod(0o755)
+    (bin_a / "dir").mkdir(mode=0o755)  # an executable folder is no program
+    (bin_b / "script").write_text("#!/bin/sh\n")
+    (bin_b / "script").chmod(0o755)
+    path = os.pathsep.join(map(str, (empty, bin_a, bin_b, bin_a)))
+    names = ["tool", "dir", "script", "missing", "sh", str(bin_b / "tool"), str(bin_a / "tool")]
+    for name in names:
+        assert which(name, path) == shutil.which(name, path=path), name
+        assert which(name) == shutil.which(name), name
+    assert which("tool", "") == shutil.which("tool", path="")
+    assert which("tool", str(bin_b)) == str(bin_b / "tool")
