@@ -8,10 +8,11 @@ applies command-line overrides, and loads the built-in templates as `WorkflowTem
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ci_orchestrator import graph
 from ci_orchestrator.errors import (
@@ -256,8 +257,7 @@ def _build(raw: _Raw, path: Path) -> Pipeline:
         raise ConfigError("expected at least one step under `steps`", f"{raw.label}:1", "steps")
     defaults = values.get("defaults", {})
     steps = {
-        name: replace(
-            _step(name, spec, defaults, raw.where.get(name, raw.label)),
+        name: _step(name, spec, defaults, raw.where.get(name, raw.label))._replace(
             need_locations=_need_locations(raw, name, spec),
             typo_of=raw.typos.get(name),
         )
@@ -349,16 +349,15 @@ def check_graph(pipeline: Pipeline) -> None:
 # --- overrides from the command line ---
 
 
-@dataclass(frozen=True)
-class Overrides:
+class Overrides(NamedTuple):
     """What the command line changes: commands, skips and a selection of steps."""
 
-    commands: Mapping[str, str] = field(default_factory=dict)  # --set STEP=CMD
+    commands: Mapping[str, str] = MappingProxyType({})  # --set STEP=CMD
     skip: Iterable[str] = ()  # --skip STEP
     skip_env: Iterable[str] = ()  # SKIP=a,b (unknown names ignored: pre-commit shares it)
     only: Iterable[str] = ()  # --only STEP
     with_deps: bool = True  # False with --no-deps
-    junit: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # --junit STEP=GLOB
+    junit: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # --junit STEP=GLOB
 
 
 def parse_assignment(text: str, option: str = "--set") -> tuple[str, str]:
@@ -398,16 +397,16 @@ def split_junit(
 def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
     steps = dict(pipeline.steps)
     for name, command in overrides.commands.items():
-        steps[name] = replace(pipeline.step(name, "--set"), run=command or None)
+        steps[name] = pipeline.step(name, "--set")._replace(run=command or None)
     for name, globs in overrides.junit.items():
         pipeline.step(name, "--junit")
-        steps[name] = replace(steps[name], junit=globs)
+        steps[name] = steps[name]._replace(junit=globs)
     for name in overrides.skip:
         pipeline.step(name, "--skip")
-        steps[name] = replace(steps[name], skip_reason="skipped by --skip")
+        steps[name] = steps[name]._replace(skip_reason="skipped by --skip")
     for name in overrides.skip_env:
         if name in steps:
-            steps[name] = replace(steps[name], skip_reason="skipped by SKIP")
+            steps[name] = steps[name]._replace(skip_reason="skipped by SKIP")
     only = list(overrides.only)
     if only:
         for name in only:
@@ -416,7 +415,7 @@ def apply_overrides(pipeline: Pipeline, overrides: Overrides) -> Pipeline:
             graph.ancestors(pipeline.graph(), only) if overrides.with_deps else set()
         )
         steps = {name: _only(step, keep) for name, step in steps.items() if name in keep}
-    return replace(pipeline, steps=steps)
+    return pipeline._replace(steps=steps)
 
 
 def typo_warnings(pipeline: Pipeline) -> list[str]:
@@ -451,7 +450,7 @@ def _only(step: Step, keep: set[str]) -> Step:
     (`when: failure`) lost that upstream, so whoever selected it decided: it runs."""
     needs = tuple(n for n in step.needs if n in keep)
     when = "always" if step.when == "failure" and needs != step.needs else step.when
-    return replace(step, needs=needs, when=when)
+    return step._replace(needs=needs, when=when)
 
 
 # --- the set-up ---
@@ -478,8 +477,8 @@ def with_setup(pipeline: Pipeline) -> Pipeline:
         description="The pipeline's `setup:` commands.",
         location=pipeline.source,
     )
-    steps = {name: replace(s, needs=(SETUP_STEP, *s.needs)) for name, s in pipeline.steps.items()}
-    return replace(pipeline, steps={SETUP_STEP: first, **steps})
+    steps = {name: s._replace(needs=(SETUP_STEP, *s.needs)) for name, s in pipeline.steps.items()}
+    return pipeline._replace(steps={SETUP_STEP: first, **steps})
 
 
 def setup_script(commands: Iterable[str]) -> str:

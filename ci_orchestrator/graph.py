@@ -6,7 +6,6 @@ the async engine, the planner and the reports all share it.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -17,6 +16,8 @@ Graph = Mapping[str, Sequence[str]]
 
 def closest(word: str, choices: Iterable[str]) -> str:
     """A ' (did you mean X?)' hint, or '' when nothing is close."""
+    import difflib  # only a mistake needs it
+
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 

@@ -7,9 +7,9 @@ template (`templates.py`) is made of. Nothing here reads files.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ci_orchestrator import graph
 from ci_orchestrator.errors import UsageError
@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from ci_orchestrator.runner import WorkflowRunner, WorkflowStep
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(NamedTuple):
     attempts: int = 1
     delay: float = 0.0
     backoff: float = 2.0
@@ -51,8 +50,7 @@ class Retry:
         )
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """A step as the pipeline file describes it (after `extends` and defaults)."""
 
     name: str
@@ -62,8 +60,8 @@ class Step:
     when: str = "success"
     timeout: float | None = None
     kill_grace: float | None = None
-    retry: Retry = field(default_factory=Retry)
-    env: Mapping[str, str] = field(default_factory=dict)
+    retry: Retry = Retry()
+    env: Mapping[str, str] = MappingProxyType({})
     cwd: str | None = None
     junit: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()  # what an exported workflow carries to the jobs after it
@@ -78,8 +76,7 @@ class Step:
     typo_of: str | None = None  # a step `extends` adds, likely meant as this step of the base
 
 
-@dataclass(frozen=True)
-class Pipeline:
+class Pipeline(NamedTuple):
     name: str
     steps: Mapping[str, Step]
     source: str  # the file (or `template:NAME`) it was read from

@@ -77,11 +77,11 @@ def remember(path: Path, files: Sequence[Path], pipeline: Pipeline) -> None:
 
 
 def pipeline_to_json(pipeline: Pipeline) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    data = asdict(pipeline)
-    data["base_dir"] = str(pipeline.base_dir)
-    return data
+    steps = {
+        name: {**step._asdict(), "retry": step.retry._asdict(), "env": dict(step.env)}
+        for name, step in pipeline.steps.items()
+    }
+    return {**pipeline._asdict(), "steps": steps, "base_dir": str(pipeline.base_dir)}
 
 
 def pipeline_from_json(data: dict[str, Any]) -> Pipeline:

@@ -7,7 +7,6 @@ decides from the exception whether another attempt is worth it.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +80,8 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after attempt number `attempt` failed, jitter included."""
+        import random  # only a retry needs it
+
         return min(self.max_delay, self.get_delay(attempt) + random.uniform(0, self.jitter))
 
     def wait(self, state: RetryCallState) -> float:

@@ -12,7 +12,6 @@ need no locking.
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import queue
 import re
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from ci_orchestrator import graph
 from ci_orchestrator.durations import median
@@ -42,10 +41,19 @@ from ci_orchestrator.shell import (
 from ci_orchestrator.state import STATE_DIR, new_run_id, safe_filename
 
 if TYPE_CHECKING:
+    import logging
+
     from ci_orchestrator.loop import Timer
     from ci_orchestrator.masking import Masker
 
-log = logging.getLogger(__name__)
+
+def _log() -> logging.Logger:
+    """This module's logger. It only ever reports trouble, so the logging package is imported
+    when there is some: a run that goes well does not pay for it."""
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 Action = str | Callable[..., Any] | None
 Condition = str | Callable[[Mapping[str, Any]], bool] | None
@@ -207,8 +215,7 @@ class WorkflowResult:
         }
 
 
-@dataclass(frozen=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     """What observers learn when a run starts."""
 
     run_id: str
@@ -348,7 +355,7 @@ class WorkflowRunner:
         try:
             self.validate()
         except WorkflowError:
-            log.exception("workflow %r is not valid", self.name)
+            _log().exception("workflow %r is not valid", self.name)
             raise
         return _Run(self, dict(context or {})).execute()
 
@@ -398,7 +405,7 @@ class _Run:
             try:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # the steps still run: each says its log is missing
-                log.warning("cannot create the log folder %s: %s", self.log_dir, exc)
+                _log().warning("cannot create the log folder %s: %s", self.log_dir, exc)
         self.runner._loop = self.loop
         try:
             self.schedule()
@@ -547,7 +554,7 @@ class _Run:
             try:
                 getattr(observer, event)(*args)
             except Exception:
-                log.exception("observer %r failed on %s; the run goes on", observer, event)
+                _log().exception("observer %r failed on %s; the run goes on", observer, event)
 
 
 _Done = Callable[[Any, BaseException | None], None]  # how a Python action's end is reported
@@ -629,7 +636,7 @@ class _Execution:
         try:
             phase(*args)
         except Exception as exc:
-            log.exception("internal error while running step %r", self.step.name)
+            _log().exception("internal error while running step %r", self.step.name)
             self.step.status, self.step.reason, self.step.error = (
                 StepStatus.FAILED,
                 f"internal error: {exc}",
@@ -674,7 +681,9 @@ class _Execution:
         try:
             return None if condition(self.run_.results()) else "condition not met"
         except Exception as exc:
-            log.warning("condition of step %r raised %r; the step is skipped", self.step.name, exc)
+            _log().warning(
+                "condition of step %r raised %r; the step is skipped", self.step.name, exc
+            )
             return f"condition raised {type(exc).__name__}: {exc}"
 
     def skipped(self, reason: str) -> None:
@@ -692,7 +701,7 @@ class _Execution:
             if self.log.file is not None:
                 step.log_path = str(self.log.path)
             if self.log.error:
-                log.warning("the log of step %r is incomplete: %s", step.name, self.log.error)
+                _log().warning("the log of step %r is incomplete: %s", step.name, self.log.error)
         self.run_.step_ended(step)
 
     # --- attempts ---
@@ -728,7 +737,7 @@ class _Execution:
         elif isinstance(exc, (ExitFailure, StepTimeout)):
             self.failed(str(exc), exc.exit_code)
         else:
-            log.error("step %r raised %s: %s", step.name, type(exc).__name__, exc)
+            _log().error("step %r raised %s: %s", step.name, type(exc).__name__, exc)
             self.failed(f"{type(exc).__name__}: {exc}", None)
         self.end()
 
@@ -880,7 +889,7 @@ class _Execution:
             try:
                 observer.output(self.step, chunk)
             except Exception:
-                log.exception("observer %r failed on output", observer)
+                _log().exception("observer %r failed on output", observer)
 
     # --- a Python attempt: on the pool, or on a thread of its own when it has a deadline ---
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -134,8 +133,8 @@ def apply(pipeline: Pipeline, decisions: Mapping[str, Decision]) -> Pipeline:
     steps = dict(pipeline.steps)
     for name, decision in decisions.items():
         if not decision.runs:
-            steps[name] = replace(steps[name], skip_reason=decision.why)
-    return replace(pipeline, steps=steps)
+            steps[name] = steps[name]._replace(skip_reason=decision.why)
+    return pipeline._replace(steps=steps)
 
 
 def restore_outputs(pipeline: Pipeline, result: Plan, state_dir: Path | None) -> Plan:

@@ -677,9 +677,9 @@ def test_a_project_workflow_passes_the_schema_and_zizmor(write: Write, tmp_path:
 def test_a_python_callable_step_cannot_be_exported(write: Write) -> None:
     pipeline = load_pipeline(write("pipeline.yml", FILES))
     steps = dict(pipeline.steps)
-    steps["test"] = replace(steps["test"], run=lambda: None)  # type: ignore[arg-type]
+    steps["test"] = steps["test"]._replace(run=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(UsageError) as info:
-        github_workflow(replace(pipeline, steps=steps), OPTIONS)
+        github_workflow(pipeline._replace(steps=steps), OPTIONS)
     assert str(info.value) == (
         "step 'test' runs a Python callable, which a workflow cannot run; export a pipeline file"
         " whose steps are shell commands"
@@ -714,10 +714,10 @@ def test_files_a_step_reads_from_a_step_before_it(write: Write) -> None:
     ]  # lint.txt: not a path the file shows as one (neither junit: nor artifacts:)
     covered = apply_overrides(pipeline, Overrides())
     steps = dict(covered.steps)
-    steps["build"] = replace(steps["build"], artifacts=("dist/*.whl",))
-    steps["test"] = replace(steps["test"], artifacts=("reports/",))
-    steps["docs"] = replace(steps["docs"], artifacts=("build/html/**",))
-    assert limitations(replace(covered, steps=steps)) == []
+    steps["build"] = steps["build"]._replace(artifacts=("dist/*.whl",))
+    steps["test"] = steps["test"]._replace(artifacts=("reports/",))
+    steps["docs"] = steps["docs"]._replace(artifacts=("build/html/**",))
+    assert limitations(covered._replace(steps=steps)) == []
 
 
 def test_the_default_install_is_the_exporting_source() -> None:

@@ -8,10 +8,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from ci_orchestrator import skipping
 from ci_orchestrator.config import (
@@ -53,10 +52,9 @@ if TYPE_CHECKING:
     from ci_orchestrator.records import RunRecord
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     target: str | None = None
-    overrides: Overrides = field(default_factory=Overrides)
+    overrides: Overrides = Overrides()
     jobs: int | None = None
     keep_going: bool = False
     dry_run: bool = False
@@ -192,8 +190,8 @@ def with_junit_args(options: RunOptions, pipeline: Pipeline) -> RunOptions:
     if not options.junit_args:
         return options
     out, globs = split_junit(options.junit_args, pipeline.steps)
-    overrides = replace(options.overrides, junit={**options.overrides.junit, **globs})
-    return replace(options, junit=out or options.junit, overrides=overrides)
+    overrides = options.overrides._replace(junit={**options.overrides.junit, **globs})
+    return options._replace(junit=out or options.junit, overrides=overrides)
 
 
 def load_for_run(target: str | None) -> Pipeline:
