@@ -19,7 +19,8 @@ from ci_orchestrator import graph
 from ci_orchestrator.durations import median
 from ci_orchestrator.errors import CycleError
 from ci_orchestrator.journal import JournalStore, WorkflowJournal
-from ci_orchestrator.records import (
+from ci_orchestrator.records import RunRecord
+from ci_orchestrator.report_records import (
     BaseComparison,
     BaseLabel,
     Change,
@@ -31,7 +32,6 @@ from ci_orchestrator.records import (
     HealthReport,
     Hotspot,
     Regression,
-    RunRecord,
     RunRef,
     StepStats,
     Trend,

@@ -1,26 +1,58 @@
 """The click command line. Commands only parse options and call a plain function below them.
 
 Imports of everything but click happen inside the commands, so `--version` and `--help` stay fast
-and nothing on the run path imports PyGithub.
+and nothing on the run path imports PyGithub. The commands defined elsewhere (`comment`,
+`import-github`, `export`) are imported by name only when they are named (or listed by --help):
+see `LAZY_COMMANDS`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
+from typing import Any, TypeVar
 
 import click
 
 from ci_orchestrator.__about__ import __version__
-from ci_orchestrator.github.cli import author_option, comment, import_github, with_issue_author
-from ci_orchestrator.github.export_cli import export
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# The commands defined in other modules: name -> "module.attribute". None of them is imported
+# until a command line names it, or `--help` or shell completion lists the commands.
+LAZY_COMMANDS = {
+    "comment": "ci_orchestrator.github.cli.comment",
+    "import-github": "ci_orchestrator.github.cli.import_github",
+    "export": "ci_orchestrator.github.export_cli.export",
+}
 
 
 class _Group(click.Group):
-    """Runs commands under the error handler and turns their int return into the exit code."""
+    """Runs commands under the error handler and turns their int return into the exit code.
+
+    `lazy` names commands defined in other modules (name -> "module.attribute"), imported when
+    asked for, as in click's "Lazily Loading Subcommands": they list and resolve as if they had
+    been added with `add_command`.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in self.lazy:
+            return command
+        module, _, name = self.lazy[cmd_name].rpartition(".")
+        command = getattr(import_module(module), name)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[cmd_name]} is no click command")
+        return command
 
     def main(
         self,
@@ -59,7 +91,9 @@ class _Group(click.Group):
         return result
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, "-V", "--version", prog_name="ci-orchestrator")
 def cli() -> None:
     """Run a CI pipeline as a DAG of shell steps, the same on a laptop and in GitHub Actions.
@@ -76,6 +110,17 @@ JOURNAL = click.option(
     metavar="PATH",
     help="The journal [default: $CI_ORCHESTRATOR_JOURNAL or .ci-orchestrator/journal.db].",
 )
+
+
+def author_option(name: str, thing: str, default: str = "") -> Callable[[F], F]:
+    """`--comment-author` / `--issue-author`: whose comment or issue (with our marker) is ours."""
+    return click.option(
+        name,
+        metavar="LOGIN",
+        help=f"The account our {thing} is written by, e.g. my-app[bot] for a GitHub App token;"
+        f" one by anyone else is never touched [default: {default}the token's user; any bot"
+        " account when the token may not tell (GitHub Actions, GitHub App)].",
+    )
 
 
 def _split_env(value: str | None) -> list[str]:
@@ -309,7 +354,7 @@ def templates_show(name: str) -> int:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     help="Write the report to FILE instead of stdout.",
 )
 @click.option("--run-id", metavar="ID", help="The run to detail [default: the latest].")
@@ -319,9 +364,7 @@ def templates_show(name: str) -> int:
     help="Also keep one open GitHub issue titled TITLE up to date with this report.",
 )
 @author_option("--issue-author", "issue (--publish-issue)", "$CI_ORCHESTRATOR_ISSUE_AUTHOR, else ")
-@click.option(
-    "--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write the run's JUnit XML."
-)
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write the run's JUnit XML.")
 @JOURNAL
 def report(
     since: str | None,
@@ -329,11 +372,11 @@ def report(
     pipeline: str | None,
     last: int | None,
     fmt: str,
-    output: Path | None,
+    output: str | None,
     run_id: str | None,
     publish_issue: str | None,
     issue_author: str | None,
-    junit: Path | None,
+    junit: str | None,
     journal: str | None,
 ) -> int:
     """Pipeline health from the journal: hotspots, flaky steps, reliability, durations.
@@ -344,11 +387,16 @@ def report(
       ci-orchestrator report --branch main --format markdown >> "$GITHUB_STEP_SUMMARY"
       ci-orchestrator report --since 30d --format html -o report.html
     """
+    from pathlib import Path  # not click.Path's path_type: every command would import pathlib
+
     from ci_orchestrator.commands.report import report as make_report
+    from ci_orchestrator.github.cli import with_issue_author
     from ci_orchestrator.reporting import ReportOptions
 
+    junit_file = None if junit is None else Path(junit)
+    output_file = None if output is None else Path(output)
     options = ReportOptions(
-        journal, since, branch, pipeline, last, fmt, run_id, junit, publish_issue, output
+        journal, since, branch, pipeline, last, fmt, run_id, junit_file, publish_issue, output_file
     )
     return make_report(options, sys.stdout, with_issue_author(os.environ, issue_author))
 
@@ -428,11 +476,6 @@ def uninstall_hook() -> int:
 
     click.echo(uninstall())
     return 0
-
-
-cli.add_command(comment)
-cli.add_command(import_github)
-cli.add_command(export)
 
 
 def main() -> None:

@@ -19,8 +19,9 @@ from ci_orchestrator.errors import UsageError
 from ci_orchestrator.gitinfo import actions_run_url, detect
 from ci_orchestrator.journal import JournalStore, journal_path
 from ci_orchestrator.masking import Masker, mask_record
-from ci_orchestrator.records import HealthReport, RunLinks, RunRecord, to_json
+from ci_orchestrator.records import RunRecord, to_json
 from ci_orchestrator.render import plural
+from ci_orchestrator.report_records import HealthReport, RunLinks
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,8 @@ from ci_orchestrator.analytics import (
 )
 from ci_orchestrator.gitinfo import RunContext
 from ci_orchestrator.journal import JournalStore, WorkflowJournal, import_runs
-from ci_orchestrator.records import (
-    EvidenceCount,
-    RunRecord,
-    RunRef,
-    StepRecord,
-    TestCaseRecord,
-)
+from ci_orchestrator.records import RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.report_records import EvidenceCount, RunRef
 from ci_orchestrator.retry import RetryPolicy
 from ci_orchestrator.runner import WorkflowRunner
 

@@ -15,18 +15,11 @@ import pytest
 from ci_orchestrator.analytics import Scope, WorkflowAnalytics
 from ci_orchestrator.commands.report import ReportOptions, build_report, render
 from ci_orchestrator.journal import JournalStore, import_runs
-from ci_orchestrator.records import (
-    AttemptRecord,
-    FlakeTrend,
-    HealthReport,
-    RunRecord,
-    StepRecord,
-    Trend,
-    TrendBucket,
-)
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord
 from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
 from ci_orchestrator.render.charts import chart_text, to_xychart, trend_charts
 from ci_orchestrator.render.markdown import render_markdown, trends_section
+from ci_orchestrator.report_records import FlakeTrend, HealthReport, Trend, TrendBucket
 from tests.conftest import GOLDEN, assert_golden
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z, a Wednesday

@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from ci_orchestrator.cli import cli
+from ci_orchestrator.cli import LAZY_COMMANDS, cli
 from ci_orchestrator.shell import process_gone
 from tests.conftest import assert_golden
 from tests.conftest import cli as run_cli
@@ -48,6 +49,58 @@ def test_version_and_help() -> None:
     assert code == 0
     for option in ("--set", "--skip", "--only", "--no-deps", "--dry-run", "--jobs", "--keep-going"):
         assert option in out
+
+
+def test_every_command_loads_and_shows_its_help() -> None:
+    """The commands imported by name (`LAZY_COMMANDS`) list and resolve like the others, and
+    every command's --help works (click's advice for lazily loaded commands)."""
+
+    def walk(group: click.Group, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, (*path, name)
+            yield (*path, name)
+            if isinstance(command, click.Group):
+                yield from walk(command, (*path, name))
+
+    commands = list(walk(cli, ()))
+    assert set(LAZY_COMMANDS) <= {path[0] for path in commands}
+    assert ("export", "github-workflow") in commands
+    for path in commands:
+        code, out = invoke(*path, "--help")
+        assert code == 0, path
+        assert out.startswith(f"Usage: cli {' '.join(path)} "), path
+
+
+@pytest.mark.parametrize("args", [["--version"], ["run", "-q"]])
+def test_a_command_imports_no_command_it_does_not_run(args: list[str], write: Write) -> None:
+    """`--version` and `run` import neither the lazily loaded commands nor the report's records;
+    `--version` not even pathlib or json."""
+    write(".ci-orchestrator.yml", "steps:\n  a: {run: 'true'}\n")
+    probe = (
+        "import sys\n"
+        "from ci_orchestrator.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print(*sorted(sys.modules), sep='\\n', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(done.stderr.splitlines())
+    assert "ci_orchestrator.cli" in loaded
+    unwanted = {
+        *(target.rpartition(".")[0] for target in LAZY_COMMANDS.values()),
+        "ci_orchestrator.report_records",
+        "ci_orchestrator.analytics",
+    }
+    if args == ["--version"]:
+        unwanted |= {"pathlib", "json"}
+    else:
+        assert "ci_orchestrator.records" in loaded
+    assert loaded & unwanted == set()
 
 
 def test_run_passes_and_prints_status_lines(write: Write) -> None:

@@ -27,8 +27,11 @@ from ci_orchestrator.analytics import (
 )
 from ci_orchestrator.fingerprint import read_tree, step_fingerprint
 from ci_orchestrator.journal import JournalStore, import_runs
-from ci_orchestrator.records import (
-    AttemptRecord,
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord
+from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
+from ci_orchestrator.render.markdown import render_markdown
+from ci_orchestrator.render.report_text import render_text
+from ci_orchestrator.report_records import (
     Change,
     Evidence,
     EvidenceCount,
@@ -36,13 +39,8 @@ from ci_orchestrator.records import (
     FlakyStep,
     HealthReport,
     Hotspot,
-    RunRecord,
     RunRef,
-    StepRecord,
 )
-from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
-from ci_orchestrator.render.markdown import render_markdown
-from ci_orchestrator.render.report_text import render_text
 from tests.conftest import cli
 
 GIT_ENV = {

@@ -16,8 +16,8 @@ from ci_orchestrator.github.issues import (
     publish_report_issue,
 )
 from ci_orchestrator.journal import JournalStore
-from ci_orchestrator.records import HealthReport
 from ci_orchestrator.render.markdown import render_markdown
+from ci_orchestrator.report_records import HealthReport
 from ci_orchestrator.reporting import ReportOptions, build_report
 from ci_orchestrator.state import STATE_DIR
 from tests.github_server import (

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from ci_orchestrator.cli import cli
 from ci_orchestrator.commands.report import ReportOptions, build_report, render
 from ci_orchestrator.journal import JournalStore
-from ci_orchestrator.records import HealthReport, RunLinks
 from ci_orchestrator.render.charts import Charts, to_xychart, trend_charts
 from ci_orchestrator.render.html import render_html, render_html_all
+from ci_orchestrator.report_records import HealthReport, RunLinks
 from tests.test_charts import (
     DAY,
     HOSTILE_LOG,

@@ -14,8 +14,9 @@ from html.parser import HTMLParser
 import cmarkgfm
 from cmarkgfm.cmark import Options
 
-from ci_orchestrator.records import HealthReport, Hotspot, RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.records import RunRecord, StepRecord, TestCaseRecord
 from ci_orchestrator.render.markdown import render_markdown
+from ci_orchestrator.report_records import HealthReport, Hotspot
 
 HOSTILE = (
     "see #12, octo/shop#7, GH-3, @admin, https://evil.example/x, www.evil.example, a@b.example"

@@ -11,9 +11,10 @@ import pytest
 
 from ci_orchestrator.analytics import WorkflowAnalytics
 from ci_orchestrator.journal import JournalStore, import_runs
-from ci_orchestrator.records import AttemptRecord, BaseLabel, HealthReport, RunRecord, StepRecord
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord
 from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
 from ci_orchestrator.render.markdown import COMMENT_BUDGET, render_markdown
+from ci_orchestrator.report_records import BaseLabel, HealthReport
 from ci_orchestrator.reporting import ReportOptions, build_report, render
 from ci_orchestrator.state import STATE_DIR
 from tests.conftest import assert_golden

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from ci_orchestrator.records import (
-    AttemptRecord,
+from ci_orchestrator.records import AttemptRecord, RunRecord, StepRecord
+from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
+from ci_orchestrator.render.markdown import COMMENT_BUDGET, SUMMARY_BUDGET, render_markdown
+from ci_orchestrator.render.report_text import render_text
+from ci_orchestrator.report_records import (
     BaseComparison,
     BaseLabel,
     FlakyStep,
@@ -17,13 +20,8 @@ from ci_orchestrator.records import (
     Hotspot,
     Regression,
     RunLinks,
-    RunRecord,
-    StepRecord,
     StepStats,
 )
-from ci_orchestrator.records import TestCaseRecord as Case  # pytest would collect Test*
-from ci_orchestrator.render.markdown import COMMENT_BUDGET, SUMMARY_BUDGET, render_markdown
-from ci_orchestrator.render.report_text import render_text
 from tests.conftest import assert_golden
 
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z

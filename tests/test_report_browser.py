@@ -18,8 +18,8 @@ from typing import NamedTuple
 import pytest
 
 from ci_orchestrator.commands.report import ReportOptions, build_report
-from ci_orchestrator.records import HealthReport
 from ci_orchestrator.render.html import render_html
+from ci_orchestrator.report_records import HealthReport
 from tests.test_charts import HOSTILE_LOG, HOSTILE_STEP, HOSTILE_TEST, seed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

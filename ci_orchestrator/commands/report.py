@@ -19,8 +19,9 @@ from ci_orchestrator.journal import (
     run_from_json,
 )
 from ci_orchestrator.masking import Masker
-from ci_orchestrator.records import HealthReport, RunRecord
+from ci_orchestrator.records import RunRecord
 from ci_orchestrator.render import plural
+from ci_orchestrator.report_records import HealthReport
 from ci_orchestrator.reporting import (
     ReportOptions,
     build_report,

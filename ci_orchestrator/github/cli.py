@@ -1,48 +1,36 @@
 """The click commands that talk to GitHub: `comment` and `import-github`, and what `report`
-needs for `--publish-issue` (its `--issue-author` option and `publish_issue`).
+needs for `--publish-issue` (`with_issue_author`, which carries its `--issue-author`, and
+`publish_issue`).
 
-`ci_orchestrator/cli.py` registers them. Like every command they only parse options and call a
-function below them; everything else, PyGithub included, is imported when they run.
+`ci_orchestrator/cli.py` names them in its `LAZY_COMMANDS`: this module is imported only when one
+of them runs (or `--help` lists them), and takes the options it shares with `report` and `run`
+from there. Like every command they only parse options and call a function below them;
+everything else, PyGithub included, is imported when they run.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from ci_orchestrator.records import HealthReport
+from ci_orchestrator.cli import JOURNAL, author_option
 
-F = TypeVar("F", bound=Callable[..., object])
+if TYPE_CHECKING:
+    from ci_orchestrator.report_records import HealthReport
+
 # How `report --issue-author` reaches `publish_issue` below: through the environment the report
 # command is given (and a workflow may set it instead of the option).
 ISSUE_AUTHOR_ENV = "CI_ORCHESTRATOR_ISSUE_AUTHOR"
 
-JOURNAL = click.option(
-    "--journal",
-    metavar="PATH",
-    help="The journal [default: $CI_ORCHESTRATOR_JOURNAL or .ci-orchestrator/journal.db].",
-)
 TOKEN = click.option(
     "--token",
     metavar="TOKEN",
     help="A GitHub token [default: $GITHUB_TOKEN; prefer the variable: options show in `ps`].",
 )
-
-
-def author_option(name: str, thing: str, default: str = "") -> Callable[[F], F]:
-    """`--comment-author` / `--issue-author`: whose comment or issue (with our marker) is ours."""
-    return click.option(
-        name,
-        metavar="LOGIN",
-        help=f"The account our {thing} is written by, e.g. my-app[bot] for a GitHub App token;"
-        f" one by anyone else is never touched [default: {default}the token's user; any bot"
-        " account when the token may not tell (GitHub Actions, GitHub App)].",
-    )
 
 
 @click.command()

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from github.IssueComment import IssueComment
 
     from ci_orchestrator.github.client import APIError, GitHubClient, Identity, Settings
-    from ci_orchestrator.records import HealthReport
+    from ci_orchestrator.report_records import HealthReport
 
 MODES = ("update", "recreate", "off")
 

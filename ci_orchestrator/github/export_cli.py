@@ -1,7 +1,7 @@
 """`ci-orchestrator export`: a pipeline in another CI system's format.
 
 Only click at import time, like `cli.py`; the work is in `ci_orchestrator.github.export`.
-Registered in `cli.py` with `cli.add_command(export)`.
+`cli.py` names it in its `LAZY_COMMANDS`: imported only when `export` runs (or `--help` lists it).
 """
 
 from __future__ import annotations

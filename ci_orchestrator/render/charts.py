@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from ci_orchestrator.records import FlakeTrend, Trend, TrendBucket
+from ci_orchestrator.report_records import FlakeTrend, Trend, TrendBucket
 
 MIN_POINTS = 3
 _UNSAFE = re.compile(r"[^\w .,:/()+-]+")

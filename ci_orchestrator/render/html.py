@@ -16,15 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from ci_orchestrator.records import (
-    BaseComparison,
-    Change,
-    FlakyStep,
-    HealthReport,
-    Hotspot,
-    RunRecord,
-    StepRecord,
-)
+from ci_orchestrator.records import RunRecord, StepRecord
 from ci_orchestrator.render.charts import trend_charts
 from ci_orchestrator.render.markdown import (
     EVIDENCE_WORDS,
@@ -47,6 +39,7 @@ from ci_orchestrator.render.markdown import (
 from ci_orchestrator.render.markdown import history_line as markdown_history_line
 from ci_orchestrator.render.svg import chart_svg, dag_svg, esc
 from ci_orchestrator.render.text import clean, log_lines
+from ci_orchestrator.report_records import BaseComparison, Change, FlakyStep, HealthReport, Hotspot
 
 _STATUS_WORDS = {
     "completed": "passed",

@@ -33,7 +33,12 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from ci_orchestrator.durations import format_seconds
-from ci_orchestrator.records import (
+from ci_orchestrator.records import RunRecord, StepRecord, TestCaseRecord
+from ci_orchestrator.render import plural
+from ci_orchestrator.render.charts import to_xychart, trend_charts
+from ci_orchestrator.render.graph import to_mermaid
+from ci_orchestrator.render.text import clean, log_lines, one_line
+from ci_orchestrator.report_records import (
     BaseComparison,
     BaseLabel,
     Change,
@@ -43,15 +48,8 @@ from ci_orchestrator.records import (
     HealthReport,
     Hotspot,
     RunLinks,
-    RunRecord,
     RunRef,
-    StepRecord,
-    TestCaseRecord,
 )
-from ci_orchestrator.render import plural
-from ci_orchestrator.render.charts import to_xychart, trend_charts
-from ci_orchestrator.render.graph import to_mermaid
-from ci_orchestrator.render.text import clean, log_lines, one_line
 from ci_orchestrator.skipping import skipped_on_purpose
 
 COMMENT_BUDGET = 65_536  # GitHub's limit on a comment body (characters; we count bytes: stricter)

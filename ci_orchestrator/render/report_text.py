@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from ci_orchestrator.analytics import SAMPLES
 from ci_orchestrator.durations import format_seconds
-from ci_orchestrator.records import FlakyStep, HealthReport, Hotspot, RunRecord, StepRecord
+from ci_orchestrator.records import RunRecord, StepRecord
 from ci_orchestrator.render import plural
 from ci_orchestrator.render.markdown import (
     EVIDENCE_WORDS,
@@ -25,6 +25,7 @@ from ci_orchestrator.render.markdown import (
 )
 from ci_orchestrator.render.terminal import failure_reason
 from ci_orchestrator.render.text import strip_ansi
+from ci_orchestrator.report_records import FlakyStep, HealthReport, Hotspot
 
 TAIL_LINES = 10
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
