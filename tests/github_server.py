@@ -685,13 +685,9 @@ class Outcome:
 
 
 def command_line() -> click.Group:
-    """The real `ci-orchestrator` command group, with the GitHub commands in it."""
+    """The real `ci-orchestrator` command group (it loads the GitHub commands when named)."""
     from ci_orchestrator.cli import cli
-    from ci_orchestrator.github.cli import comment, import_github
 
-    for command in (comment, import_github):
-        # A no-op once ci_orchestrator/cli.py registers them itself.
-        cli.commands.setdefault(str(command.name), command)
     return cli
 
 
