@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ci_orchestrator.gitdir import outside_repository
 
 
-@dataclass(frozen=True)
-class RunContext:
+class RunContext(NamedTuple):
     sha: str | None = None
     branch: str | None = None
     default_branch: str | None = None
