@@ -57,6 +57,7 @@ QUICK = RunnerSpeedSizes(2, 4, 8, 1, 4, 0.1, 1, 20, "QUICK", 20, False)
 class RunnerSpeedResult:
     noop: list[Measured] = field(default_factory=list)
     one_step: Measured | None = None  # start-up: a one-step run of each contender
+    floor_s: dict[str, float] = field(default_factory=dict)  # FLOOR label -> median wall
     sleeping: list[Measured] = field(default_factory=list)
     memory_steps: int = 0
     memory_kb: dict[str, int] = field(default_factory=dict)
@@ -121,6 +122,7 @@ def run(sizes: RunnerSpeedSizes, work: Path, before: Path | None = None) -> Runn
     shapes = {"layered": dags.layered(sizes.layers, sizes.width), "wide": dags.wide(sizes.wide)}
     one = dags.build("one", {"only": ()}, Variant.BIN_TRUE)
     result.one_step = _time(one, 1, sizes.rounds, sources, work)
+    result.floor_s = _floor(sizes.rounds, work)
     for variant in (Variant.BIN_TRUE, Variant.TRUE):
         for shape, needs in shapes.items():
             for jobs in (2, 8):
@@ -145,6 +147,24 @@ def run(sizes: RunnerSpeedSizes, work: Path, before: Path | None = None) -> Runn
     if sizes.full:
         result.profile = _profile(dags.build("layered", shapes["layered"], Variant.BIN_TRUE), work)
     return result
+
+
+# What any Python CLI built on click pays before its first line of its own: the interpreter's
+# start, then the import of click (the user's choice of CLI library).
+FLOOR = {
+    "Python start-up (`python -c pass`)": "pass",
+    "Python start-up + `import click`": "import click",
+}
+
+
+def _floor(rounds: int, work: Path) -> dict[str, float]:
+    """Median wall of each FLOOR command, whole processes, alternating."""
+    work.mkdir(parents=True, exist_ok=True)
+    contenders = [
+        Contender(label, (sys.executable, "-c", code), work) for label, code in FLOOR.items()
+    ]
+    timings = alternate(contenders, max(rounds, 3))
+    return {k: statistics.median(s.seconds for s in v) for k, v in timings.samples.items()}
 
 
 def _memory(sizes: RunnerSpeedSizes, sources: dict[str, Path], work: Path) -> dict[str, int]:
@@ -330,6 +350,10 @@ def _cost_table(result: RunnerSpeedResult) -> Table:
     rows = [
         Row(("journal cost per step event", *(f"{result.journal_ms[k]:.3f} ms" for k in labels))),
         *_one_step_rows(result, labels),
+        *(
+            Row((f"floor: {label}", ms(seconds), *([""] if result.before else [])))
+            for label, seconds in result.floor_s.items()
+        ),
         Row(
             (
                 f"peak memory, {result.memory_steps:,} `/bin/true` steps, -j 8",

@@ -15,6 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from ci_orchestrator.__about__ import __version__
 from ci_orchestrator.cli import LAZY_COMMANDS, cli
 from ci_orchestrator.shell import process_gone
 from tests.conftest import assert_golden
@@ -101,6 +102,25 @@ def test_a_command_imports_no_command_it_does_not_run(args: list[str], write: Wr
     else:
         assert "ci_orchestrator.records" in loaded
     assert loaded & unwanted == set()
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_the_command_answers_version_without_click_and_as_click_does(flag: str) -> None:
+    """The console script's entry point answers `--version` before importing click; the text is
+    exactly what click's version option prints."""
+    probe = (
+        "import sys\n"
+        "from ci_orchestrator.__main__ import main\n"
+        "main()\n"
+        "print(*sorted(sys.modules), sep='\\n', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, flag], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "click" not in done.stderr.splitlines()
+    code, out = invoke(flag)
+    assert code == 0
+    assert done.stdout == out == f"ci-orchestrator, version {__version__}\n"
 
 
 def test_run_passes_and_prints_status_lines(write: Write) -> None:
