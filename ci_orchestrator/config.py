@@ -47,15 +47,16 @@ def _loader() -> Any:
 
 def resolve_target(target: str | None) -> Path:
     """The pipeline file a command names: a path, a template name, or the default file."""
-    from ci_orchestrator.templates import template_path
-
     if target is None:
         return Path(DEFAULT_FILE)
     if "\x00" in target:
         raise UsageError(f"{target!r} cannot be a file name: it holds a NUL byte")
-    if not Path(target).exists() and (found := template_path(target)) is not None:
-        return found
-    return Path(target)
+    if Path(target).exists():  # a file wins over a template's name (and needs no template)
+        return Path(target)
+    from ci_orchestrator.templates import template_path
+
+    found = template_path(target)
+    return Path(target) if found is None else found
 
 
 def load_pipeline(target: str | Path | None = None, *, use_cache: bool = True) -> Pipeline:
