@@ -416,8 +416,10 @@ class JournalStore:
             chunk = wanted[start : start + 500]
             rows = self.query(
                 f"WITH wanted (name) AS (VALUES {', '.join(['(?)'] * len(chunk))})"
-                " SELECT name, (SELECT group_concat(duration_ms) FROM (SELECT duration_ms"
-                " FROM steps WHERE pipeline = ? AND name = wanted.name AND status = 'completed'"
+                # 17 significant digits (SQLite's `!` flag): each sample reads back exactly.
+                " SELECT name, (SELECT group_concat(printf('%!.17g', duration_ms))"
+                " FROM (SELECT duration_ms FROM steps"
+                " WHERE pipeline = ? AND name = wanted.name AND status = 'completed'"
                 " ORDER BY finished_at DESC LIMIT ?)) FROM wanted",
                 (*chunk, pipeline, last),
             )
@@ -828,10 +830,9 @@ class WorkflowJournal(RunObserver):
 
     def _record(self, step: WorkflowStep) -> StepRecord:
         # A step's fingerprint is what it was started with: worked out once, not per record.
-        fingerprint = self.fingerprints.get(step.name)
-        if fingerprint is None:
-            fingerprint = self.fingerprints[step.name] = masked_fingerprint(step, self.mask)
-        record = step_record(step, self.mask, fingerprint=fingerprint)
+        if step.name not in self.fingerprints:
+            self.fingerprints[step.name] = masked_fingerprint(step, self.mask)
+        record = step_record(step, self.mask, fingerprint=self.fingerprints[step.name])
         if self.inputs or self.saved:
             saved = self.saved.get(step.name, 0.0) if step.status.value == "skipped" else 0.0
             record = record._replace(inputs=self.inputs.get(step.name), saved_ms=saved)
@@ -992,9 +993,11 @@ def step_record(
 
 def masked_fingerprint(step: WorkflowStep, mask: Callable[[str], str]) -> str | None:
     """The step's fingerprint (fingerprint.py) from its masked command and env: a secret's
-    value never decides whether two runs ran the same step."""
+    value never decides whether two runs ran the same step. None for a Python action."""
+    if step.command is None:
+        return None
     return step_fingerprint(
-        mask(step.command) if step.command is not None else None,
+        mask(step.command),
         {name: mask(value) for name, value in step.env.items()},
         step.cwd,
     )

@@ -93,7 +93,7 @@ def which(name: str, path: str | None = None) -> str | None:
     if os.path.dirname(name):
         return name if _executable(name) else None
     if path is None:
-        path = os.environ.get("PATH") or os.defpath
+        path = os.environ.get("PATH", os.defpath)
     if not path:
         return None
     seen = set()

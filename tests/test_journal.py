@@ -77,6 +77,24 @@ def test_event_api_by_hand_and_clear() -> None:
     assert journal.entry_count == 0
 
 
+def test_recent_medians_are_the_exact_medians_of_each_steps_last_passes() -> None:
+    """The runner's weights: one query for every step, each sample read back exactly, the last
+    `last` completed runs only (failed runs and other pipelines do not count)."""
+    journal = WorkflowJournal()
+    durations = [0.1 + 0.2, 1 / 3, 1e6 / 7, 2.5, 12.345678901234567]
+    for number, duration in enumerate(durations):
+        run = f"r{number}"
+        journal.on_workflow_start(run, "deploy", timestamp=100.0 + number)
+        journal.on_step_complete(run, "build", "completed", duration, timestamp=101.0 + number)
+        journal.on_step_complete(run, "test", "failed", 9e9, timestamp=101.0 + number)
+        journal.on_workflow_complete(run, True, timestamp=102.0 + number)
+    journal.on_workflow_start("other", "lint", timestamp=200.0)
+    journal.on_step_complete("other", "build", "completed", 9e9, timestamp=201.0)
+    medians = journal.store.recent_medians("deploy", ["build", "test", "missing"], last=3)
+    assert medians == {"build": sorted(durations[-3:])[1]}
+    assert journal.store.recent_medians("deploy", ["build"]) == {"build": sorted(durations)[2]}
+
+
 def test_record_full_workflow_after_the_fact(tmp_path: Path) -> None:
     runner = WorkflowRunner("later", state_dir=tmp_path)
     runner.add_step("x", lambda: 1)
