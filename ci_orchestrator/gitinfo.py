@@ -58,23 +58,8 @@ _ORIGIN_HEAD = ("symbolic-ref", "--short", "refs/remotes/origin/HEAD")
 _CONFIGURED_DEFAULT = ("config", "init.defaultBranch")
 
 
-def _git(*args: str, cwd: Path | None = None) -> list[str]:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return done.stdout.split() if done.returncode == 0 else []
-
-
 def _read_git(cwd: Path | None) -> tuple[list[str], list[str], list[str]]:
-    """What `_git` answers for HEAD, origin/HEAD and, only when origin/HEAD is unset, the
+    """What git answers for HEAD, origin/HEAD and, only when origin/HEAD is unset, the
     configured default branch: the processes overlap (origin/HEAD's first, as the third waits
     for its answer), so the wall time is about one process's, not the sum of them."""
     origin = _start(_ORIGIN_HEAD, cwd)
@@ -153,7 +138,7 @@ def detect(env: Mapping[str, str], cwd: Path | None = None) -> RunContext:
     if outside_repository(cwd):
         head: list[str] = []
         default: list[str] = []
-        configured = _git(*_CONFIGURED_DEFAULT, cwd=cwd)
+        configured = _output(_start(_CONFIGURED_DEFAULT, cwd))
     else:
         head, default, configured = _read_git(cwd)
     branch = head[1] if len(head) > 1 and head[1] != "HEAD" else None
